@@ -17,7 +17,7 @@ from ptxplain.errors import PtxplainError
 __all__ = ["main"]
 
 # Subcommand modules, in the order `ptxplain --help` lists them.
-SUBCOMMANDS = ("archs",)
+SUBCOMMANDS = ("archs", "protos")
 
 
 def _parser() -> argparse.ArgumentParser:
