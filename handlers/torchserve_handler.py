@@ -1,0 +1,264 @@
+"""The one TorchServe handler for every architecture.
+
+decode (PNG / JPEG / DICOM) -> letterbox preprocess -> ONE forward pass (+ CAM backward down to
+the target layer only) -> compact protobuf result per item. The architecture, input size,
+normalization and threshold come from the archive's ``ptxplain-model.json``.
+
+A bad item never raises: raising fails the whole batch with 503 (which gRPC clients read as
+UNAVAILABLE). It gets an error status in its own result (and its HTTP status over REST) while the
+batch's other items and the worker carry on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from handlers.decode import DecodeLimits, decode_image
+from handlers.engine import Explanation, ExplanationEngine, Target
+from handlers.maps import scaled_map
+from handlers.model_meta import META_FILENAME, ModelMeta
+from handlers.options import DATA_KEYS, RequestOptions, parse_options
+from handlers.preprocess import Geometry, geometry_to_proto, letterbox, to_model_input
+from handlers.result_codec import encode_map, error_status, ok_status
+from handlers.weights import load_weights
+from ptxplain.errors import (
+    ConfigError,
+    DecodeError,
+    InternalError,
+    InvalidOptionError,
+    PtxplainError,
+)
+from ptxplain.v1 import result_pb2 as pb
+
+__all__ = ["CONTENT_TYPE", "HandlerConfig", "PtxplainHandler"]
+
+log = logging.getLogger(__name__)
+CONTENT_TYPE = "application/x-protobuf"
+
+
+@dataclasses.dataclass(frozen=True)
+class HandlerConfig:
+    """The ``ptxplain:`` section of an archive's model-config YAML."""
+
+    torch_threads: int = 1
+    max_bytes: int = 32 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    max_map_side: int = 1024
+
+    @classmethod
+    def from_mapping(cls, raw: Mapping[str, Any] | None) -> HandlerConfig:
+        raw = dict(raw or {})
+        unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
+        if unknown:
+            raise ConfigError(f"unknown handler setting(s): {', '.join(sorted(unknown))}")
+        cfg = cls(**{k: int(v) for k, v in raw.items()})
+        if min(dataclasses.astuple(cfg)) < 1:
+            raise ConfigError(f"handler settings must be positive: {cfg}")
+        return cfg
+
+
+@dataclasses.dataclass
+class _Item:
+    """One request of a batch on its way through the stages."""
+
+    options: RequestOptions = dataclasses.field(default_factory=RequestOptions)
+    tensor: torch.Tensor | None = None
+    geometry: Geometry | None = None
+    error: PtxplainError | None = None
+    decode_ms: float = 0.0
+    preprocess_ms: float = 0.0
+    row: int = -1  # this item's row in the batch tensor
+
+
+def _device(gpu_id: object) -> torch.device:
+    if gpu_id is not None and torch.cuda.is_available():
+        return torch.device(f"cuda:{int(str(gpu_id))}")
+    return torch.device("cpu")
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0
+
+
+class PtxplainHandler:
+    """TorchServe custom service: ``initialize(context)`` once, ``handle(data, context)``."""
+
+    def __init__(self) -> None:
+        self.initialized = False
+
+    def initialize(self, context: Any) -> None:
+        props = context.system_properties
+        model_dir = Path(props["model_dir"])
+        yaml_config = getattr(context, "model_yaml_config", None) or {}
+        self.config = HandlerConfig.from_mapping(yaml_config.get("ptxplain"))
+        torch.set_num_threads(self.config.torch_threads)
+        self.meta = ModelMeta.read(model_dir / META_FILENAME)
+        self.model_name = str(context.model_name)
+        self.limits = DecodeLimits(
+            max_bytes=self.config.max_bytes, max_pixels=self.config.max_pixels
+        )
+        spec = self.meta.spec
+        model = spec.build(self.meta.input_size)
+        load_weights(model, model_dir / context.manifest["model"]["serializedFile"], spec.name)
+        self.engine = ExplanationEngine(model.to(_device(props.get("gpu_id"))), spec)
+        self.initialized = True
+        log.info(
+            "loaded %s (%s, %dpx, %s) on %s with %d torch threads",
+            self.model_name,
+            spec.name,
+            self.meta.input_size,
+            "trained" if self.meta.trained else "untrained",
+            self.engine.device,
+            self.config.torch_threads,
+        )
+
+    # -- stages -------------------------------------------------------------------------------
+
+    def handle(self, data: list[Mapping[str, Any]], context: Any) -> list[bytes]:
+        items = [self._prepare(row) for row in data]
+        started = time.perf_counter()
+        explanation = self._explain(items)
+        forward_ms = _ms(started)
+        return [
+            self._respond(i, item, explanation, forward_ms, len(items), context)
+            for i, item in enumerate(items)
+        ]
+
+    def _prepare(self, row: Mapping[str, Any]) -> _Item:
+        item = _Item()
+        try:
+            item.options = parse_options(
+                row,
+                num_classes=len(self.meta.classes),
+                max_map_side=self.config.max_map_side,
+            )
+            started = time.perf_counter()
+            decoded = decode_image(_payload(row), limits=self.limits)
+            item.decode_ms = _ms(started)
+            started = time.perf_counter()
+            canvas, item.geometry = letterbox(decoded.pixels, self.meta.input_size)
+            item.tensor = to_model_input(canvas, self.meta.mean, self.meta.std)
+            item.preprocess_ms = _ms(started)
+        except PtxplainError as exc:
+            item.error = exc
+        except Exception as exc:  # a library failing on bytes we did not foresee
+            log.exception("preparing an item failed")
+            item.error = DecodeError(f"cannot prepare the image: {type(exc).__name__}: {exc}")
+        return item
+
+    def _explain(self, items: list[_Item]) -> Explanation | None:
+        good = [item for item in items if item.error is None]
+        if not good:
+            return None
+        methods = [m for item in good if item.options.wants_maps for m in item.options.methods]
+        targets: list[Target] = [item.options.target for item in good]
+        for row, item in enumerate(good):
+            item.row = row
+        batch = torch.stack([item.tensor for item in good if item.tensor is not None])
+        try:
+            return self.engine.explain(batch, targets, list(dict.fromkeys(methods)))
+        except Exception as exc:
+            log.exception("forward/CAM failed for a batch of %d", len(good))
+            failure = (
+                exc
+                if isinstance(exc, PtxplainError)
+                else InternalError(f"forward/CAM failed: {type(exc).__name__}: {exc}")
+            )
+            for item in good:
+                item.error = failure
+            return None
+
+    def _respond(
+        self,
+        index: int,
+        item: _Item,
+        explanation: Explanation | None,
+        forward_ms: float,
+        batch_size: int,
+        context: Any,
+    ) -> bytes:
+        started = time.perf_counter()
+        result = pb.ExplainResult(
+            model=self.model_name,
+            architecture=self.meta.architecture,
+            classes=list(self.meta.classes),
+            threshold=self.meta.threshold,
+            trained=self.meta.trained,
+        )
+        if item.error is None and explanation is not None:
+            try:
+                self._fill(result, item, explanation)
+            except PtxplainError as exc:
+                item.error = exc
+        if item.error is None:
+            result.status.CopyFrom(ok_status())
+        else:
+            item.error.model = item.error.model or self.model_name
+            result.status.CopyFrom(error_status(item.error))
+            context.set_response_status(item.error.http_status, item.error.message, index)
+        result.timings.CopyFrom(
+            pb.Timings(
+                decode_ms=item.decode_ms,
+                preprocess_ms=item.preprocess_ms,
+                forward_cam_ms=forward_ms if item.error is None else 0.0,
+                encode_ms=_ms(started),
+                batch_size=batch_size,
+            )
+        )
+        context.set_response_content_type(index, CONTENT_TYPE)
+        return result.SerializeToString()
+
+    def _fill(self, result: pb.ExplainResult, item: _Item, explanation: Explanation) -> None:
+        row, opts = item.row, item.options
+        probabilities = explanation.probabilities[row]
+        positive = float(probabilities[self.meta.positive_class])
+        result.logits.extend(explanation.logits[row].tolist())
+        result.probabilities.extend(probabilities.tolist())
+        result.predicted_class = int(probabilities.argmax())
+        result.positive_probability = positive
+        result.positive = positive >= self.meta.threshold
+        if item.geometry is not None:
+            result.geometry.CopyFrom(geometry_to_proto(item.geometry))
+        if not opts.wants_maps:
+            return
+        size = self._map_size(opts)
+        for method in opts.methods:
+            cam = explanation.cams[method][row]
+            result.maps.append(
+                encode_map(
+                    scaled_map(cam, size, opts.normalize),
+                    method=method,
+                    encoding=opts.map_encoding,
+                    normalized=opts.normalize,
+                    resized=size is not None,
+                    raw_range=(float(cam.min()), float(cam.max())),
+                    target_class=explanation.targets[row],
+                )
+            )
+
+    def _map_size(self, opts: RequestOptions) -> tuple[int, int] | None:
+        if opts.map_size == "native":
+            return None
+        if opts.map_size == "input":
+            return (self.meta.input_size, self.meta.input_size)
+        assert isinstance(opts.map_size, tuple)
+        return opts.map_size
+
+
+def _payload(row: Mapping[str, Any]) -> bytes:
+    for key in DATA_KEYS:
+        value = row.get(key)
+        if value is not None:
+            if isinstance(value, bytes | bytearray):
+                return bytes(value)
+            raise InvalidOptionError(
+                f"the image must be sent as raw bytes (got {type(value).__name__} in {key!r})"
+            )
+    raise DecodeError("empty body: no image bytes in the request")

@@ -1,0 +1,72 @@
+"""Weights come only from local files: safetensors or ``torch.load(..., weights_only=True)``.
+
+Nothing is ever downloaded. A missing file, an unreadable file or a state dict that does not fit
+the architecture is a :class:`~ptxplain.errors.WeightsError` naming the file and the architecture.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ptxplain.errors import WeightsError
+
+__all__ = ["load_state_dict", "load_weights", "save_weights"]
+
+
+def save_weights(model: nn.Module, path: Path) -> Path:
+    """Write the model's state dict (contiguous CPU tensors) as safetensors or .pt by suffix."""
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(path))
+    else:
+        torch.save(state, path)
+    return path
+
+
+def load_state_dict(path: Path, arch: str) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise WeightsError(f"weights file {path} for architecture {arch!r} does not exist")
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return dict(load_file(str(path)))
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(
+            f"cannot read weights file {path} for architecture {arch!r}: {exc}"
+        ) from exc
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise WeightsError(f"weights file {path} for {arch!r} holds no state dict")
+    return state
+
+
+def load_weights(model: nn.Module, path: Path, arch: str) -> nn.Module:
+    """Load ``path`` into ``model`` strictly; a mismatch names the offending keys."""
+    state = load_state_dict(path, arch)
+    result = model.load_state_dict(state, strict=False)
+    problems = _mismatch(model, state, result.missing_keys, result.unexpected_keys)
+    if problems:
+        raise WeightsError(
+            f"weights file {path} does not fit architecture {arch!r}: {problems}", model=arch
+        )
+    return model
+
+
+def _mismatch(
+    model: nn.Module, state: dict[str, torch.Tensor], missing: list[str], unexpected: list[str]
+) -> str:
+    parts = []
+    if missing:
+        parts.append(f"missing {len(missing)} keys (e.g. {missing[:3]})")
+    if unexpected:
+        parts.append(f"unexpected {len(unexpected)} keys (e.g. {unexpected[:3]})")
+    return "; ".join(parts)
