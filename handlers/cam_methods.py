@@ -35,12 +35,12 @@ DEFAULT_METHOD = "gradcam"
 @dataclasses.dataclass(frozen=True)
 class CamMethod:
     name: str
-    cam_class: type[BaseCAM]
+    cam_class: Any  # a pytorch_grad_cam.base_cam.BaseCAM subclass
     uses_gradients: bool = True
 
     def cam(self, activations: np.ndarray, grads: np.ndarray | None) -> np.ndarray:
         """The raw CAM (B, h, w) before ReLU, from (B, C, h, w) activations and gradients."""
-        calc: Any = self.cam_class.__new__(self.cam_class)
+        calc: BaseCAM = object.__new__(self.cam_class)
         calc.activations_and_grads = _NoHooks()  # what BaseCAM.__del__ releases
         return np.asarray(calc.get_cam_image(None, None, None, activations, grads, False))
 

@@ -125,8 +125,7 @@ class ExplanationEngine:
         acts_np = activations.float().cpu().numpy()
         grads_np = None if grads is None else self._to_grid(grads).float().cpu().numpy()
         cams = {
-            m.name: np.maximum(m.cam(acts_np, grads_np), 0).astype(np.float32)
-            for m in cam_methods
+            m.name: np.maximum(m.cam(acts_np, grads_np), 0).astype(np.float32) for m in cam_methods
         }
         return Explanation(logits, logits.softmax(dim=1), classes, cams)
 

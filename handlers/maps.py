@@ -27,7 +27,9 @@ def resize(cam: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     if cam.shape[-2:] == tuple(size):
         return cam.astype(np.float32)
     lead = cam.shape[:-2]
-    t = torch.from_numpy(np.ascontiguousarray(cam, dtype=np.float32)).reshape(-1, 1, *cam.shape[-2:])
+    t = torch.from_numpy(np.ascontiguousarray(cam, dtype=np.float32)).reshape(
+        -1, 1, *cam.shape[-2:]
+    )
     out = F.interpolate(t, size=size, mode="bilinear", align_corners=False)
     return out.reshape(*lead, *size).numpy()
 

@@ -1,12 +1,12 @@
 """Per-request options, identical for REST (query parameters) and gRPC (input map entries).
 
-    methods       comma-separated CAM methods (default "gradcam"); see handlers.cam_methods
-    target        "positive" (default), "predicted", or a class index
-    map_size      "native" (the target layer's grid, default), "input" (the model's input size),
-                  "N" (N x N) or "HxW"; at most ``max_map_side`` per side
-    map_encoding  "float16" (default), "float32", "uint8" or "png" (the last two: normalized only)
-    normalize     "true" (default: min-max to [0, 1] per image) or "false" (raw CAM values)
-    logits_only   "true" skips the maps (the forward pass then runs under inference_mode)
+methods       comma-separated CAM methods (default "gradcam"); see handlers.cam_methods
+target        "positive" (default), "predicted", or a class index
+map_size      "native" (the target layer's grid, default), "input" (the model's input size),
+              "N" (N x N) or "HxW"; at most ``max_map_side`` per side
+map_encoding  "float16" (default), "float32", "uint8" or "png" (the last two: normalized only)
+normalize     "true" (default: min-max to [0, 1] per image) or "false" (raw CAM values)
+logits_only   "true" skips the maps (the forward pass then runs under inference_mode)
 """
 
 from __future__ import annotations

@@ -90,9 +90,7 @@ def get_spec(name: str) -> ArchSpec:
         return _REGISTRY[name]
     except KeyError:
         known = ", ".join(sorted(_REGISTRY))
-        raise UnknownArchitectureError(
-            f"unknown architecture {name!r}; known: {known}"
-        ) from None
+        raise UnknownArchitectureError(f"unknown architecture {name!r}; known: {known}") from None
 
 
 def list_specs() -> list[ArchSpec]:
@@ -109,8 +107,9 @@ def target_layer(model: nn.Module, spec: ArchSpec) -> nn.Module:
 
 def token_layout(model: nn.Module) -> TokenLayout:
     """Read prefix-token count and patch grid from a timm Vision Transformer."""
-    prefix = int(getattr(model, "num_prefix_tokens"))
-    grid = tuple(int(g) for g in getattr(model, "patch_embed").grid_size)
+    vit: Any = model
+    prefix = int(vit.num_prefix_tokens)
+    grid = tuple(int(g) for g in vit.patch_embed.grid_size)
     return TokenLayout(prefix_tokens=prefix, grid=(grid[0], grid[1]))
 
 

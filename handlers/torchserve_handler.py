@@ -12,6 +12,7 @@ batch's other items and the worker carry on.
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -26,6 +27,7 @@ from handlers.maps import scaled_map
 from handlers.model_meta import META_FILENAME, ModelMeta
 from handlers.options import DATA_KEYS, RequestOptions, parse_options
 from handlers.preprocess import Geometry, geometry_to_proto, letterbox, to_model_input
+from handlers.registry import model_stats
 from handlers.result_codec import encode_map, error_status, ok_status
 from handlers.weights import load_weights
 from ptxplain.errors import (
@@ -92,6 +94,7 @@ class PtxplainHandler:
 
     def __init__(self) -> None:
         self.initialized = False
+        self._description: str | None = None
 
     def initialize(self, context: Any) -> None:
         props = context.system_properties
@@ -121,7 +124,9 @@ class PtxplainHandler:
 
     # -- stages -------------------------------------------------------------------------------
 
-    def handle(self, data: list[Mapping[str, Any]], context: Any) -> list[bytes]:
+    def handle(self, data: list[Mapping[str, Any]], context: Any) -> list[bytes | str]:
+        if _is_describe(context):
+            return [self.describe_handle()]
         items = [self._prepare(row) for row in data]
         started = time.perf_counter()
         explanation = self._explain(items)
@@ -130,6 +135,16 @@ class PtxplainHandler:
             self._respond(i, item, explanation, forward_ms, len(items), context)
             for i, item in enumerate(items)
         ]
+
+    def describe_handle(self) -> str:
+        """Metadata for TorchServe's ``GET /models/{name}?customized=true`` (JSON text)."""
+        if self._description is None:
+            spec = self.meta.spec
+            stats = model_stats(spec, self.meta.input_size)
+            described = json.loads(self.meta.to_json())
+            described.update(model=self.model_name, family=spec.family, depth=spec.depth, **stats)
+            self._description = json.dumps(described, sort_keys=True)
+        return self._description
 
     def _prepare(self, row: Mapping[str, Any]) -> _Item:
         item = _Item()
@@ -250,6 +265,13 @@ class PtxplainHandler:
             return (self.meta.input_size, self.meta.input_size)
         assert isinstance(opts.map_size, tuple)
         return opts.map_size
+
+
+def _is_describe(context: Any) -> bool:
+    try:
+        return context.get_request_header(0, "describe") == "True"
+    except (AttributeError, IndexError, KeyError, TypeError):
+        return False
 
 
 def _payload(row: Mapping[str, Any]) -> bytes:

@@ -26,7 +26,9 @@ def proto_files(root: Path = PROTO_ROOT) -> list[Path]:
 
 def _outputs(proto: Path, root: Path) -> list[Path]:
     stem = proto.relative_to(root).with_suffix("")
-    return [stem.with_name(stem.name + suffix) for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")]
+    return [
+        stem.with_name(stem.name + suffix) for suffix in ("_pb2.py", "_pb2.pyi", "_pb2_grpc.py")
+    ]
 
 
 def generate(out: Path = REPO_ROOT, root: Path = PROTO_ROOT) -> list[Path]:

@@ -17,7 +17,7 @@ from ptxplain.errors import PtxplainError
 __all__ = ["main"]
 
 # Subcommand modules, in the order `ptxplain --help` lists them.
-SUBCOMMANDS = ("archs", "protos")
+SUBCOMMANDS = ("archs", "protos", "bench")
 
 
 def _parser() -> argparse.ArgumentParser:

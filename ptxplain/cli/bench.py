@@ -1,0 +1,75 @@
+"""Benchmarks that print side-by-side ratios (benchmarks, not timed tests).
+
+  ptxplain bench engine   per architecture: plain inference_mode forward, stock pytorch-grad-cam
+                          (full backward) and ptxplain's engine (backward to the target layer
+                          only); medians of interleaved repeats at one torch thread count.
+
+Targets (issue #2): ptxplain <= 1.3x the forward for every architecture at batch 1 and 8, and
+a median <= 1.15x across architectures, at each architecture's standard size (224 px).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+NAME = "bench"
+HELP = "benchmark the engine against a plain forward and stock grad-cam"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("suite", choices=("engine",), help="what to benchmark")
+    parser.add_argument("--archs", default="all", help="comma-separated names, or 'all' / 'study'")
+    parser.add_argument("--batches", default="1,8", help="comma-separated batch sizes")
+    parser.add_argument("--repeats", type=int, default=5, help="timed repeats (median reported)")
+    parser.add_argument("--size", type=int, default=None, help="input size (default: the arch's)")
+    parser.add_argument(
+        "--threads", type=int, default=os.cpu_count() or 1, help="torch threads (both sides)"
+    )
+    parser.add_argument(
+        "--json", dest="json_out", default=None, help="also write rows to this file"
+    )
+
+
+def _specs(selection: str) -> list:
+    from handlers.registry import get_spec, list_specs
+
+    if selection == "all":
+        return list_specs()
+    if selection == "study":
+        return [s for s in list_specs() if s.in_study]
+    return [get_spec(name.strip()) for name in selection.split(",") if name.strip()]
+
+
+def run(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    import torch
+
+    from handlers.bench import bench_arch, summarize
+
+    torch.set_num_threads(args.threads)
+    batches = [int(b) for b in args.batches.split(",")]
+    print(f"torch {torch.__version__}, {args.threads} threads, medians of {args.repeats} repeats")
+    print(
+        f"{'arch':<16}{'batch':>6}{'forward ms':>12}{'stock ms':>10}{'ptxplain ms':>13}"
+        f"{'stock/fwd':>11}{'ptx/fwd':>9}"
+    )
+    rows = []
+    for spec in _specs(args.archs):
+        for row in bench_arch(spec, batches, args.repeats, args.size):
+            rows.append(row)
+            print(
+                f"{row.arch:<16}{row.batch:>6}{row.forward_ms:>12.1f}{row.stock_ms:>10.1f}"
+                f"{row.ptxplain_ms:>13.1f}{row.stock_ratio:>11.2f}{row.ptxplain_ratio:>9.3f}",
+                flush=True,
+            )
+    for line in summarize(rows, max_ratio=1.3, max_median=1.15):
+        print(line)
+    if args.json_out:
+        with open(args.json_out, "w") as handle:
+            json.dump([dataclasses.asdict(r) for r in rows], handle, indent=2)
+    sys.stdout.flush()
+    return 0

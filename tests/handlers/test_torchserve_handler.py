@@ -1,0 +1,244 @@
+"""The TorchServe handler in-process, with TorchServe's own Context and RequestProcessor.
+
+Every bad input of issue #2, alone and mixed into a batch with good items: the handler never
+raises, the bad item gets an error status naming the problem (and a 4xx), the others are served
+exactly as they would be alone.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from ts.context import Context, RequestProcessor
+
+from handlers.model_meta import META_FILENAME, ModelMeta
+from handlers.registry import get_spec
+from handlers.result_codec import decode_map
+from handlers.torchserve_handler import CONTENT_TYPE, PtxplainHandler
+from handlers.weights import save_weights
+from ptxplain.errors import Code
+from ptxplain.v1 import result_pb2 as pb
+from tests.handlers.dicom_factory import make_dicom
+
+SIZE = 64
+
+
+def png_bytes(height: int = 80, width: int = 60, seed: int = 0) -> bytes:
+    rng = np.random.default_rng(seed)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 255, (height, width), dtype=np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def bomb_png(side: int = 20000) -> bytes:
+    buffer = io.BytesIO()
+    Image.new("1", (side, side)).save(buffer, "PNG")  # a few KB declaring 400 M pixels
+    return buffer.getvalue()
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("resnet18")
+    spec = get_spec("resnet18")
+    torch.manual_seed(0)
+    save_weights(spec.build(SIZE), folder / "weights.safetensors")
+    ModelMeta.for_spec(spec, SIZE, threshold=0.4).write(folder / META_FILENAME)
+    return folder
+
+
+def make_context(model_dir: Path, n: int, headers: dict | None = None, **settings) -> Context:
+    context = Context(
+        "resnet18-test",
+        str(model_dir),
+        {"model": {"serializedFile": "weights.safetensors"}},
+        n,
+        None,
+        "0.12.0",
+        model_yaml_config={"ptxplain": {"torch_threads": 1, **settings}},
+    )
+    context.request_processor = [RequestProcessor(dict(headers or {})) for _ in range(n)]
+    return context
+
+
+@pytest.fixture(scope="module")
+def handler(model_dir: Path) -> PtxplainHandler:
+    service = PtxplainHandler()
+    service.initialize(make_context(model_dir, 1, max_pixels=1_000_000))
+    return service
+
+
+def run(handler: PtxplainHandler, model_dir: Path, rows: list[dict]):
+    context = make_context(model_dir, len(rows))
+    outputs = handler.handle(rows, context)
+    results = []
+    for i, raw in enumerate(outputs):
+        assert context.get_response_content_type(i) == CONTENT_TYPE
+        result = pb.ExplainResult.FromString(raw)
+        results.append((result, context.get_response_status(i)[0]))
+    return results
+
+
+def test_good_png_gives_logits_probabilities_map_and_geometry(handler, model_dir) -> None:
+    [(result, status)] = run(handler, model_dir, [{"body": png_bytes(80, 60)}])
+    assert result.status.code == Code.OK and status == 200
+    assert result.architecture == "resnet18" and result.model == "resnet18-test"
+    assert len(result.logits) == 2 and sum(result.probabilities) == pytest.approx(1, abs=1e-5)
+    assert result.threshold == pytest.approx(0.4) and result.trained is False
+    assert result.positive == (result.positive_probability >= 0.4)
+    [cam] = result.maps
+    assert (cam.method, cam.height, cam.width) == ("gradcam", 2, 2)  # layer4 grid at 64 px
+    assert cam.space == pb.MAP_SPACE_LAYER and cam.normalized
+    values = decode_map(cam)
+    assert values.min() >= 0 and values.max() <= 1
+    g = result.geometry
+    assert (g.original_height, g.original_width, g.input_height) == (80, 60, SIZE)
+    assert (g.content_height, g.content_width) == (64, 48) and g.pad_left == 8
+    assert result.timings.batch_size == 1 and result.timings.forward_cam_ms > 0
+
+
+def test_dicom_is_served(handler, model_dir) -> None:
+    pixels = np.random.default_rng(1).integers(0, 4095, (96, 96), dtype=np.uint16)
+    [(result, status)] = run(handler, model_dir, [{"data": make_dicom(pixels, bits_stored=12)}])
+    assert status == 200 and result.status.code == Code.OK and len(result.maps) == 1
+
+
+@pytest.mark.parametrize("encoding", ["float16", "float32", "uint8", "png"])
+def test_encodings_round_trip(handler, model_dir, encoding) -> None:
+    rows = [
+        {"body": png_bytes(), "map_encoding": b"float32", "map_size": b"input"},
+        {"body": png_bytes(), "map_encoding": encoding.encode(), "map_size": b"input"},
+    ]
+    (reference, _), (result, _) = run(handler, model_dir, rows)
+    exact, encoded = decode_map(reference.maps[0]), decode_map(result.maps[0])
+    assert encoded.shape == (SIZE, SIZE) and exact.std() > 0.01
+    tolerance = {"float32": 0, "float16": 1e-3, "uint8": 0.5 / 255 + 1e-6, "png": 0.5 / 255 + 1e-6}
+    assert np.abs(exact - encoded).max() <= tolerance[encoding]
+
+
+def test_options_methods_target_size_raw_and_logits_only(handler, model_dir) -> None:
+    rows = [
+        {"body": png_bytes(), "methods": b"gradcam,layercam,eigencam", "target": b"0"},
+        {"body": png_bytes(), "map_size": b"32x16", "normalize": b"false"},
+        {"body": png_bytes(), "logits_only": b"true"},
+    ]
+    (several, _), (raw, _), (logits_only, _) = run(handler, model_dir, rows)
+    assert [m.method for m in several.maps] == ["gradcam", "layercam", "eigencam"]
+    assert all(m.target_class == 0 for m in several.maps)
+    [raw_map] = raw.maps
+    assert (raw_map.height, raw_map.width, raw_map.normalized) == (32, 16, False)
+    assert decode_map(raw_map).max() <= raw_map.raw_max + 1e-3
+    assert logits_only.maps == [] and len(logits_only.logits) == 2
+    assert logits_only.logits == several.logits
+
+
+def test_batch_items_equal_single_items(handler, model_dir) -> None:
+    rows = [{"body": png_bytes(seed=s), "target": t} for s, t in ((1, b"1"), (2, b"0"))]
+    batched = run(handler, model_dir, rows)
+    for row, (result, _) in zip(rows, batched, strict=True):
+        [(alone, _)] = run(handler, model_dir, [row])
+        np.testing.assert_allclose(result.logits, alone.logits, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(decode_map(result.maps[0]), decode_map(alone.maps[0]), atol=2e-3)
+
+
+def zero_width_png() -> bytes:
+    """A well-formed PNG whose IHDR declares a width of 0."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+        )
+
+    header = struct.pack(">IIBBBBB", 0, 8, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
+
+
+def truncated_dicom() -> bytes:
+    data = make_dicom(np.zeros((64, 64), dtype=np.uint16), bits_stored=12)
+    return data[: len(data) // 2]
+
+
+BAD_INPUTS = {
+    "empty body": ({"body": b""}, "empty", 400),
+    "no body at all": ({}, "empty", 400),
+    "not an image": (
+        {"body": b"hello, this is not an image" * 10},
+        "not a PNG, JPEG or DICOM",
+        400,
+    ),
+    "truncated DICOM": ({"body": truncated_dicom()}, "DICOM", 400),
+    "zero-sized image": ({"body": zero_width_png()}, "zero-sized", 400),
+    "over the pixel cap": ({"body": png_bytes(1200, 1000)}, "pixel", 413),
+    "decompression bomb": ({"body": bomb_png()}, "pixel", 413),
+    "unknown method": ({"body": png_bytes(), "methods": b"scorecam"}, "scorecam", 400),
+    "unknown target": ({"body": png_bytes(), "target": b"7"}, "target", 400),
+    "unknown option": ({"body": png_bytes(), "metods": b"gradcam"}, "metods", 400),
+    "bad map size": ({"body": png_bytes(), "map_size": b"0x5"}, "map_size", 400),
+    "png of raw map": (
+        {"body": png_bytes(), "map_encoding": b"png", "normalize": b"false"},
+        "normalized",
+        400,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_bad_input_alone_gets_an_error_status(handler, model_dir, case) -> None:
+    row, fragment, http = BAD_INPUTS[case]
+    [(result, status)] = run(handler, model_dir, [row])
+    assert result.status.code != Code.OK
+    assert status == http == result.status.http_status
+    assert fragment.lower() in result.status.message.lower()
+    assert result.model == "resnet18-test" and list(result.maps) == []
+
+
+def test_bad_inputs_mixed_into_a_batch_leave_good_items_intact(handler, model_dir) -> None:
+    good = {"body": png_bytes(seed=5), "methods": b"gradcam,hirescam"}
+    [(alone, _)] = run(handler, model_dir, [good])
+    rows = []
+    for row, _, _ in BAD_INPUTS.values():
+        rows += [row, good]
+    results = run(handler, model_dir, rows)
+    for i, (result, status) in enumerate(results):
+        if i % 2:
+            assert status == 200 and result.status.code == Code.OK
+            assert result.timings.batch_size == len(rows)
+            np.testing.assert_allclose(result.logits, alone.logits, rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(
+                decode_map(result.maps[1]), decode_map(alone.maps[1]), atol=2e-3
+            )
+        else:
+            assert status >= 400 and result.status.code != Code.OK
+    # and the worker keeps serving afterwards
+    [(after, status)] = run(handler, model_dir, [good])
+    assert status == 200 and after.logits == alone.logits
+
+
+def test_describe_returns_the_model_metadata(handler, model_dir) -> None:
+    context = make_context(model_dir, 1, headers={"describe": "True"})
+    [described] = handler.handle([{"body": b""}], context)
+    meta = json.loads(described)
+    assert meta["architecture"] == "resnet18" and meta["input_size"] == SIZE
+    assert meta["depth"] == 18 and meta["params"] > 10_000_000 and meta["flops"] > 0
+    assert meta["trained"] is False and meta["threshold"] == pytest.approx(0.4)
+
+
+def test_weights_that_do_not_fit_name_file_and_architecture(model_dir, tmp_path) -> None:
+    import shutil
+
+    from ptxplain.errors import WeightsError
+
+    shutil.copy(model_dir / META_FILENAME, tmp_path / META_FILENAME)
+    save_weights(get_spec("resnet34").build(SIZE), tmp_path / "weights.safetensors")
+    with pytest.raises(WeightsError, match=r"weights\.safetensors.*resnet18"):
+        PtxplainHandler().initialize(make_context(tmp_path, 1))
+    (tmp_path / "weights.safetensors").unlink()
+    with pytest.raises(WeightsError, match="does not exist"):
+        PtxplainHandler().initialize(make_context(tmp_path, 1))
