@@ -62,6 +62,14 @@ def _content_size(height: int, width: int, size: int) -> tuple[float, int, int]:
     return scale, content_height, content_width
 
 
+def _as_image_tensor(array: np.ndarray) -> torch.Tensor:
+    """(h, w) array -> (1, 1, h, w) float32 tensor; read-only arrays (np.frombuffer) are copied."""
+    values = np.ascontiguousarray(array, dtype=np.float32)
+    if not values.flags.writeable:
+        values = values.copy()
+    return torch.from_numpy(values)[None, None]
+
+
 def _resize(image: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Bilinear resize of a (1, 1, h, w) tensor; antialiased (a no-op when upsampling)."""
     return F.interpolate(
@@ -81,8 +89,7 @@ def letterbox(pixels: np.ndarray, size: int) -> tuple[torch.Tensor, Geometry]:
     height, width = (int(n) for n in pixels.shape)
     scale, content_height, content_width = _content_size(height, width, size)
     pad_top, pad_left = (size - content_height) // 2, (size - content_width) // 2
-    image = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))[None, None]
-    content = _resize(image, content_height, content_width)[0, 0]
+    content = _resize(_as_image_tensor(pixels), content_height, content_width)[0, 0]
     canvas = torch.zeros((size, size), dtype=torch.float32)
     canvas[pad_top : pad_top + content_height, pad_left : pad_left + content_width] = content
     geometry = Geometry(
@@ -121,7 +128,7 @@ def map_to_original(map2d: np.ndarray, geometry: Geometry) -> np.ndarray:
     if map2d.ndim != 2 or map2d.shape[0] < 1 or map2d.shape[1] < 1:
         raise InvalidInputError(f"map_to_original needs a non-empty (h, w) map, got {map2d.shape}")
     g = geometry
-    values = torch.from_numpy(np.ascontiguousarray(map2d, dtype=np.float32))[None, None]
+    values = _as_image_tensor(map2d)
     if tuple(values.shape[-2:]) != (g.input_height, g.input_width):
         values = _resize(values, g.input_height, g.input_width)
     top, left = g.pad_top, g.pad_left
