@@ -29,7 +29,7 @@ from handlers.options import DATA_KEYS, RequestOptions, parse_options
 from handlers.preprocess import Geometry, geometry_to_proto, letterbox, to_model_input
 from handlers.registry import model_stats
 from handlers.result_codec import encode_map, error_status, ok_status
-from handlers.weights import load_weights
+from handlers.weights import build_with_weights
 from ptxplain.errors import (
     ConfigError,
     DecodeError,
@@ -108,8 +108,8 @@ class PtxplainHandler:
             max_bytes=self.config.max_bytes, max_pixels=self.config.max_pixels
         )
         spec = self.meta.spec
-        model = spec.build(self.meta.input_size)
-        load_weights(model, model_dir / context.manifest["model"]["serializedFile"], spec.name)
+        weights = model_dir / context.manifest["model"]["serializedFile"]
+        model = build_with_weights(spec, self.meta.input_size, weights)
         self.engine = ExplanationEngine(model.to(_device(props.get("gpu_id"))), spec)
         self.initialized = True
         log.info(

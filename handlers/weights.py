@@ -11,9 +11,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from handlers.registry import ArchSpec
 from ptxplain.errors import WeightsError
 
-__all__ = ["load_state_dict", "load_weights", "save_weights"]
+__all__ = ["build_with_weights", "load_state_dict", "load_weights", "save_weights"]
 
 
 def save_weights(model: nn.Module, path: Path) -> Path:
@@ -70,3 +71,29 @@ def _mismatch(
     if unexpected:
         parts.append(f"unexpected {len(unexpected)} keys (e.g. {unexpected[:3]})")
     return "; ".join(parts)
+
+
+def build_with_weights(spec: ArchSpec, input_size: int, path: Path) -> nn.Module:
+    """Build ``spec`` straight into the weights of ``path``, skipping the random init.
+
+    The model is built on the meta device and the state dict is assigned in place; a model
+    whose non-persistent buffers the state dict cannot fill is built the ordinary way instead.
+    """
+    state = load_state_dict(path, spec.name)
+    with torch.device("meta"):
+        model = spec.build(input_size)
+    try:
+        result = model.load_state_dict(state, strict=False, assign=True)
+    except RuntimeError as exc:  # shapes that do not fit
+        raise WeightsError(
+            f"weights file {path} does not fit architecture {spec.name!r}: {exc}", model=spec.name
+        ) from exc
+    problems = _mismatch(model, state, result.missing_keys, result.unexpected_keys)
+    if problems:
+        raise WeightsError(
+            f"weights file {path} does not fit architecture {spec.name!r}: {problems}",
+            model=spec.name,
+        )
+    if any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+        return load_weights(spec.build(input_size), path, spec.name)
+    return model.eval()
