@@ -1,0 +1,147 @@
+"""Evaluate every served model on the test split: replay it through the gateway, then write
+metrics.json, per_image.csv and report.html into --out.
+
+  ptxplain evaluate --data DIR --gateway 127.0.0.1:50051 --out runs/eval
+  ptxplain evaluate --data DIR --gateway http://127.0.0.1:8000 --http --out runs/eval
+  ptxplain evaluate --data DIR --out runs/eval --report-only
+
+The test split is the one stored in DIR (ptxplain data split). Results are appended as they
+arrive, so an interrupted run resumes where it stopped; images whose models failed for a
+transient reason are retried. Exit status: 0 when every model answered every test image,
+3 when the outputs were written but something is missing (the report says what), 2 on error.
+See docs/evaluate.md (outputs, schema) and docs/metrics.md (definitions).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from harness.evaluate import CatalogClient, EvaluateConfig, EvaluationOutcome
+
+NAME = "evaluate"
+HELP = "replay the test split through the gateway and write the study's metrics and report"
+TOKEN_ENV = "PTXPLAIN_GATEWAY_TOKEN"
+EXIT_INCOMPLETE = 3
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("--data", type=Path, required=True, help="the data folder (with its split file)")
+    add("--out", type=Path, required=True, help="the run folder (created; reused to resume)")
+    add("--gateway", default="", help="gRPC host:port, or the base URL with --http")
+    add("--http", action="store_true", help="use the HTTP/JSON API instead of gRPC")
+    add("--report-only", action="store_true", help="no replay: recompute from --out's results")
+    add("--models", default="", help="comma-separated served names (default: all served)")
+    add("--concurrency", type=int, default=4, help="requests in flight (default 4)")
+    add("--timeout-s", type=float, default=120.0, help="deadline per request (default 120)")
+    add("--token-file", type=Path, help=f"gateway bearer token file (default: ${TOKEN_ENV})")
+    add("--no-retry", action="store_true", help="do not retry transient per-model failures")
+    add("--max-failures", type=int, default=20, help="stop after N failed requests in a row")
+    add("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    add("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    add("--loadtest-dir", type=Path, default=Path("reports/loadtest"),
+        help="folder of Locust *_stats.csv files to include (default reports/loadtest)")  # fmt: skip
+    add("--robustness-images", type=int, default=0,
+        help="positives re-sent with small perturbations for map stability (default 0: off)")  # fmt: skip
+    add("--agreement-images", type=int, default=100,
+        help="positives whose maps are compared between models (default 100)")  # fmt: skip
+    add("--sanity", action="append", default=[], metavar="MODEL=WEIGHTS",
+        help="run the model-randomization check in-process on these weights (repeatable)")  # fmt: skip
+    add("--sanity-images", type=int, default=4, help="images for --sanity (default 4)")
+    add("--layout", default="auto", choices=("auto", "siim", "png", "folders"))
+    add("--state-dir", type=Path, help="where the split file lives (default: --data)")
+    add("--no-progress", action="store_true", help="no progress bar")
+
+
+def _token(args: argparse.Namespace) -> str | None:
+    from ptxplain.errors import ConfigError
+
+    if args.token_file is None:
+        return os.environ.get(TOKEN_ENV) or None
+    try:
+        return args.token_file.read_text(encoding="utf-8").strip() or None
+    except OSError as exc:
+        raise ConfigError(f"--token-file {args.token_file}: {exc}") from exc
+
+
+def _sanity(pairs: list[str]) -> tuple[tuple[str, Path], ...]:
+    from ptxplain.errors import InvalidOptionError
+
+    parsed = []
+    for pair in pairs:
+        model, sep, path = pair.partition("=")
+        if not sep or not model or not path:
+            raise InvalidOptionError(f"--sanity {pair!r}: expected MODEL=WEIGHTS_FILE")
+        parsed.append((model, Path(path)))
+    return tuple(parsed)
+
+
+def _config(args: argparse.Namespace) -> EvaluateConfig:
+    from harness.dataset import ReadOptions
+    from harness.evaluate import EvaluateConfig
+    from ptxplain.errors import InvalidOptionError
+
+    if not args.report_only and not args.gateway:
+        raise InvalidOptionError("--gateway ADDR is required (or --report-only)")
+    if args.n_boot < 1:
+        raise InvalidOptionError(f"--n-boot must be >= 1, got {args.n_boot}")
+    return EvaluateConfig(
+        data=args.data,
+        out=args.out,
+        gateway="" if args.report_only else args.gateway,
+        transport="http" if args.http else "grpc",
+        concurrency=args.concurrency,
+        models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
+        n_boot=args.n_boot,
+        seed=args.seed,
+        read=ReadOptions(layout=args.layout, state_dir=args.state_dir),
+        loadtest_dir=args.loadtest_dir,
+        robustness_images=args.robustness_images,
+        agreement_images=args.agreement_images,
+        sanity_weights=_sanity(args.sanity),
+        sanity_images=args.sanity_images,
+        max_consecutive_failures=args.max_failures,
+        retry_failed=not args.no_retry,
+        progress=not args.no_progress,
+    )
+
+
+def _client(args: argparse.Namespace, models: tuple[str, ...]) -> CatalogClient:
+    from harness.gateway_client import GrpcGatewayClient, HttpGatewayClient
+
+    kind = HttpGatewayClient if args.http else GrpcGatewayClient
+    return kind(args.gateway, models, token=_token(args), timeout_s=args.timeout_s)
+
+
+def _say(outcome: EvaluationOutcome, out: Path) -> None:
+    replay = outcome.replay
+    if replay is not None:
+        print(f"replayed {replay.stored} of {replay.sent} sent ({replay.already_done} already "
+              f"done), {replay.throughput:.2f} images/s", file=sys.stderr)  # fmt: skip
+        if replay.aborted:
+            print(f"stopped early: {replay.aborted}; rerun to resume", file=sys.stderr)
+    missing = outcome.metrics["coverage"]["missing_by_model"]
+    if any(missing.values()):
+        listed = ", ".join(f"{m}: {n}" for m, n in missing.items() if n)
+        print(f"missing answers (of {outcome.metrics['coverage']['test_images']}): {listed}",
+              file=sys.stderr)  # fmt: skip
+    print(f"wrote {out / 'metrics.json'}, {out / 'per_image.csv'}, {out / 'report.html'}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.evaluate import evaluate
+
+    config = _config(args)
+    client = None if args.report_only else _client(args, config.models)
+    try:
+        outcome = evaluate(config, client)
+    finally:
+        if client is not None:
+            client.close()
+    _say(outcome, config.out)
+    return 0 if outcome.complete else EXIT_INCOMPLETE
