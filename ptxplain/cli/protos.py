@@ -1,7 +1,7 @@
 """Generate or check the Python stubs made from protos/ (the wire format's source of truth).
 
-  ptxplain protos generate   rewrite the committed stubs
-  ptxplain protos check      exit 1 when a committed stub differs from what protoc makes now
+ptxplain protos generate   rewrite the committed stubs
+ptxplain protos check      exit 1 when a committed stub differs from what protoc makes now
 """
 
 from __future__ import annotations
