@@ -101,6 +101,20 @@ def test_predictions_endpoint_serves_defaults_but_drops_query_options(rest: Rest
     assert result.maps[0].height == 2  # resnet18's native grid at 64 px
 
 
+def test_predictions_endpoint_takes_options_as_multipart_fields(rest: RestClient) -> None:
+    """On /predictions/{model}, multipart form fields reach the handler as input keys."""
+    answer = rest.request(
+        "POST",
+        "/predictions/resnet18",
+        files={"data": ("x.png", png(), "image/png")},
+        data={"methods": "layercam", "map_size": "16"},
+    )
+    assert answer.status_code == 200
+    result = result_pb2.ExplainResult.FromString(answer.content)
+    assert [m.method for m in result.maps] == ["layercam"]
+    assert (result.maps[0].height, result.maps[0].width) == (16, 16)
+
+
 def test_aio_grpc_client_serves_concurrent_calls(torchserve: LiveTorchServe) -> None:
     async def scenario() -> list[Prediction]:
         async with aio_grpc_client(torchserve.config, timeout_s=60) as client:
