@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-import struct
 import zlib
 
 import numpy as np
@@ -22,52 +20,18 @@ from handlers.decode import (
 from ptxplain.errors import ConfigError, DecodeError, ImageTooLargeError, PtxplainError
 from tests.handlers import dicom_factory as factory
 from tests.handlers.dicom_factory import luminance, phantom
+from tests.handlers.image_factory import all_zero_png, gradient, pillow_bytes, raw_png
 
 LIMITS = DecodeLimits()
 RNG = np.random.default_rng(1234)
-
-
-def _pillow_bytes(image: Image.Image, fmt: str, **params: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **params)
-    return buffer.getvalue()
-
-
-def _gradient(height: int = 32, width: int = 48, top: int = 255) -> np.ndarray:
-    return np.linspace(0, top, height * width).reshape(height, width)
-
-
-def _chunk(kind: bytes, payload: bytes) -> bytes:
-    crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
-
-
-def _raw_png(width: int, height: int, idat: bytes) -> bytes:
-    """A 1-bit grayscale PNG declaring width x height, with the given IDAT payload."""
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", idat)
-        + _chunk(b"IEND", b"")
-    )
-
-
-def _all_zero_png(width: int, height: int) -> bytes:
-    """A valid, tiny, all-black 1-bit PNG of any declared size (a decompression bomb)."""
-    compressor = zlib.compressobj(9)
-    rows = b"\x00" * ((1 + (width + 7) // 8) * 100)
-    body = b"".join(compressor.compress(rows) for _ in range(height // 100))
-    body += compressor.compress(b"\x00" * ((1 + (width + 7) // 8) * (height % 100)))
-    return _raw_png(width, height, body + compressor.flush())
 
 
 # --- PNG / JPEG -------------------------------------------------------------------------------
 
 
 def test_png_8bit_gray_is_scaled_by_255() -> None:
-    gray = _gradient().astype(np.uint8)
-    decoded = decode_image(_pillow_bytes(Image.fromarray(gray), "PNG"), limits=LIMITS)
+    gray = gradient().astype(np.uint8)
+    decoded = decode_image(pillow_bytes(Image.fromarray(gray), "PNG"), limits=LIMITS)
     assert decoded.format == "png" and decoded.source_mode == "L"
     assert (decoded.bits_stored, decoded.original_dtype) == (8, "uint8")
     assert decoded.intensity_mapping == "bit_depth"
@@ -77,8 +41,8 @@ def test_png_8bit_gray_is_scaled_by_255() -> None:
 
 
 def test_png_16bit_gray_is_scaled_by_65535() -> None:
-    gray = _gradient(top=65535).astype(np.uint16)
-    decoded = decode_image(_pillow_bytes(Image.fromarray(gray), "PNG"), limits=LIMITS)
+    gray = gradient(top=65535).astype(np.uint16)
+    decoded = decode_image(pillow_bytes(Image.fromarray(gray), "PNG"), limits=LIMITS)
     assert decoded.source_mode.startswith("I") and decoded.bits_stored == 16
     np.testing.assert_allclose(decoded.pixels, gray / 65535.0, atol=1e-6)
     assert decoded.pixels.min() == 0.0 and decoded.pixels.max() == 1.0
@@ -87,14 +51,14 @@ def test_png_16bit_gray_is_scaled_by_65535() -> None:
 
 def test_png_rgb_becomesluminance() -> None:
     rgb = RNG.integers(0, 256, (24, 40, 3), dtype=np.uint8)
-    decoded = decode_image(_pillow_bytes(Image.fromarray(rgb), "PNG"), limits=LIMITS)
+    decoded = decode_image(pillow_bytes(Image.fromarray(rgb), "PNG"), limits=LIMITS)
     assert decoded.source_mode == "RGB" and decoded.pixels.shape == (24, 40)
     np.testing.assert_allclose(decoded.pixels, luminance(rgb), atol=1 / 255 + 1e-6)
 
 
 def test_png_rgba_ignores_alpha() -> None:
     rgba = RNG.integers(0, 256, (24, 40, 4), dtype=np.uint8)
-    decoded = decode_image(_pillow_bytes(Image.fromarray(rgba, "RGBA"), "PNG"), limits=LIMITS)
+    decoded = decode_image(pillow_bytes(Image.fromarray(rgba, "RGBA"), "PNG"), limits=LIMITS)
     assert decoded.source_mode == "RGBA"
     np.testing.assert_allclose(decoded.pixels, luminance(rgba), atol=1 / 255 + 1e-6)
 
@@ -104,19 +68,19 @@ def test_png_palette_becomes_luminance_of_its_colors() -> None:
     index = RNG.integers(0, 4, (20, 30), dtype=np.uint8)
     image = Image.fromarray(index, "P")
     image.putpalette(palette)
-    decoded = decode_image(_pillow_bytes(image, "PNG"), limits=LIMITS)
+    decoded = decode_image(pillow_bytes(image, "PNG"), limits=LIMITS)
     assert decoded.source_mode == "P"
     colors = np.array(palette, dtype=np.uint8).reshape(4, 3)
     np.testing.assert_allclose(decoded.pixels, luminance(colors[index]), atol=1 / 255 + 1e-6)
 
 
 def test_jpeg_gray_and_rgb() -> None:
-    gray = _gradient().astype(np.uint8)
-    decoded = decode_image(_pillow_bytes(Image.fromarray(gray), "JPEG", quality=95), limits=LIMITS)
+    gray = gradient().astype(np.uint8)
+    decoded = decode_image(pillow_bytes(Image.fromarray(gray), "JPEG", quality=95), limits=LIMITS)
     assert decoded.format == "jpeg" and decoded.source_mode == "L"
     assert np.abs(decoded.pixels - gray / 255.0).mean() < 0.01
     rgb = np.stack([gray, gray // 2, 255 - gray], axis=-1)
-    decoded = decode_image(_pillow_bytes(Image.fromarray(rgb), "JPEG", quality=95), limits=LIMITS)
+    decoded = decode_image(pillow_bytes(Image.fromarray(rgb), "JPEG", quality=95), limits=LIMITS)
     assert decoded.source_mode == "RGB"
     assert np.abs(decoded.pixels - luminance(rgb)).mean() < 0.01
 
@@ -126,7 +90,7 @@ def test_jpeg_exif_orientation_is_applied() -> None:
     stored[:5, :5] = 255  # marker in the stored top-left corner
     exif = Image.Exif()
     exif[0x0112] = 6  # displayed rotated 90 degrees clockwise
-    data = _pillow_bytes(Image.fromarray(stored), "JPEG", quality=95, exif=exif.tobytes())
+    data = pillow_bytes(Image.fromarray(stored), "JPEG", quality=95, exif=exif.tobytes())
     decoded = decode_image(data, limits=LIMITS)
     assert decoded.pixels.shape == (40, 20)
     assert decoded.pixels[:5, -5:].mean() > 0.8  # the marker is now top-right
@@ -138,8 +102,8 @@ def test_jpeg_exif_orientation_is_applied() -> None:
 
 def test_sniff_format() -> None:
     gray = Image.fromarray(np.zeros((4, 4), np.uint8))
-    assert sniff_format(_pillow_bytes(gray, "PNG")) == "png"
-    assert sniff_format(_pillow_bytes(gray, "JPEG")) == "jpeg"
+    assert sniff_format(pillow_bytes(gray, "PNG")) == "png"
+    assert sniff_format(pillow_bytes(gray, "JPEG")) == "jpeg"
     assert sniff_format(factory.make_dicom(np.zeros((4, 4), np.uint8))) == "dicom"
     no_preamble = factory.dicom_bytes(
         factory.image_dataset(np.zeros((4, 4), np.uint8)), preamble=False
@@ -163,7 +127,7 @@ def test_random_bytes_name_their_first_bytes() -> None:
 def test_truncated_png_and_jpeg() -> None:
     noisy = Image.fromarray(RNG.integers(0, 256, (64, 64), dtype=np.uint8))
     for fmt in ("PNG", "JPEG"):
-        data = _pillow_bytes(noisy, fmt)
+        data = pillow_bytes(noisy, fmt)
         with pytest.raises(DecodeError, match=f"truncated {fmt} image"):
             decode_image(data[: len(data) // 2], limits=LIMITS)
 
@@ -220,33 +184,33 @@ def test_zero_sized_images() -> None:
     with pytest.raises(DecodeError, match=r"zero-sized DICOM image \(Rows=0, Columns=4\)"):
         decode_image(factory.dicom_bytes(ds), limits=LIMITS)
     with pytest.raises(DecodeError, match=r"zero-sized PNG image \(0x5\)"):
-        decode_image(_raw_png(0, 5, zlib.compress(b"")), limits=LIMITS)
+        decode_image(raw_png(0, 5, zlib.compress(b"")), limits=LIMITS)
 
 
 def test_pixel_cap_is_checked_before_decoding() -> None:
     # Declares 8000x6000 but holds only a scrap of IDAT: loading it would be a DecodeError.
-    declared = _raw_png(8000, 6000, zlib.compress(b"\x00" * 5000)[:40])
+    declared = raw_png(8000, 6000, zlib.compress(b"\x00" * 5000)[:40])
     with pytest.raises(ImageTooLargeError, match="8000x6000 = 48000000 pixels, over the 40000000"):
         decode_image(declared, limits=LIMITS)
     ds = factory.image_dataset(np.zeros((4, 4), np.uint16))
     ds.Rows, ds.Columns = 60000, 60000
     with pytest.raises(ImageTooLargeError, match="3600000000 pixels"):
         decode_image(factory.dicom_bytes(ds), limits=LIMITS)
-    small = _pillow_bytes(Image.fromarray(np.zeros((20, 20), np.uint8)), "JPEG")
+    small = pillow_bytes(Image.fromarray(np.zeros((20, 20), np.uint8)), "JPEG")
     with pytest.raises(ImageTooLargeError, match="400 pixels, over the 100-pixel cap"):
         decode_image(small, limits=DecodeLimits(max_pixels=100))
 
 
 @pytest.mark.parametrize("side", [10_000, 20_000], ids=["bomb-warning", "bomb-error"])
 def test_decompression_bomb(side: int) -> None:
-    bomb = _all_zero_png(side, side)
+    bomb = all_zero_png(side, side)
     assert len(bomb) < 100_000  # tiny on the wire, side*side pixels once decoded
     with pytest.raises(ImageTooLargeError, match="decompression-bomb guard"):
         decode_image(bomb, limits=LIMITS)
 
 
 def test_byte_cap() -> None:
-    data = _pillow_bytes(Image.fromarray(RNG.integers(0, 256, (64, 64), dtype=np.uint8)), "PNG")
+    data = pillow_bytes(Image.fromarray(RNG.integers(0, 256, (64, 64), dtype=np.uint8)), "PNG")
     assert len(data) > 1000
     with pytest.raises(
         ImageTooLargeError, match=f"body is {len(data)} bytes, over the 100-byte cap"
@@ -267,8 +231,8 @@ def test_limits_are_validated(kwargs: dict[str, int]) -> None:
 def test_corrupted_bytes_only_raise_project_errors() -> None:
     gray = RNG.integers(0, 256, (24, 24), dtype=np.uint8)
     samples = [
-        _pillow_bytes(Image.fromarray(gray), "PNG"),
-        _pillow_bytes(Image.fromarray(gray), "JPEG"),
+        pillow_bytes(Image.fromarray(gray), "PNG"),
+        pillow_bytes(Image.fromarray(gray), "JPEG"),
         factory.make_dicom(gray),
     ]
     rng = np.random.default_rng(7)

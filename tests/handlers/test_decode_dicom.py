@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import struct
-import zlib
 from typing import Any
 
 import numpy as np
@@ -31,51 +29,17 @@ from handlers.decode import (
 from ptxplain.errors import DecodeError, ImageTooLargeError
 from tests.handlers import dicom_factory as factory
 from tests.handlers.dicom_factory import luminance, phantom
+from tests.handlers.image_factory import gradient, pillow_bytes
 
 LIMITS = DecodeLimits()
 RNG = np.random.default_rng(1234)
-
-
-def _pillow_bytes(image: Image.Image, fmt: str, **params: object) -> bytes:
-    buffer = io.BytesIO()
-    image.save(buffer, format=fmt, **params)
-    return buffer.getvalue()
-
-
-def _gradient(height: int = 32, width: int = 48, top: int = 255) -> np.ndarray:
-    return np.linspace(0, top, height * width).reshape(height, width)
-
-
-def _chunk(kind: bytes, payload: bytes) -> bytes:
-    crc = zlib.crc32(kind + payload) & 0xFFFFFFFF
-    return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", crc)
-
-
-def _raw_png(width: int, height: int, idat: bytes) -> bytes:
-    """A 1-bit grayscale PNG declaring width x height, with the given IDAT payload."""
-    header = struct.pack(">IIBBBBB", width, height, 1, 0, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + _chunk(b"IHDR", header)
-        + _chunk(b"IDAT", idat)
-        + _chunk(b"IEND", b"")
-    )
-
-
-def _all_zero_png(width: int, height: int) -> bytes:
-    """A valid, tiny, all-black 1-bit PNG of any declared size (a decompression bomb)."""
-    compressor = zlib.compressobj(9)
-    rows = b"\x00" * ((1 + (width + 7) // 8) * 100)
-    body = b"".join(compressor.compress(rows) for _ in range(height // 100))
-    body += compressor.compress(b"\x00" * ((1 + (width + 7) // 8) * (height % 100)))
-    return _raw_png(width, height, body + compressor.flush())
 
 
 # --- DICOM ------------------------------------------------------------------------------------
 
 
 def test_dicom_8bit_without_window_uses_min_max() -> None:
-    pixels = _gradient().astype(np.uint8) // 2 + 20  # 20..147
+    pixels = gradient().astype(np.uint8) // 2 + 20  # 20..147
     decoded = decode_image(factory.make_dicom(pixels), limits=LIMITS)
     assert decoded.format == "dicom" and decoded.photometric == "MONOCHROME2"
     assert decoded.intensity_mapping == "min_max" and decoded.window is None
@@ -158,15 +122,15 @@ def test_dicom_lossless_compression_decodes_like_native(
 
 
 def test_dicom_jpeg_baseline_gray_and_color() -> None:
-    gray = _gradient(48, 64).astype(np.uint8)
-    jpeg = _pillow_bytes(Image.fromarray(gray), "JPEG", quality=95)
+    gray = gradient(48, 64).astype(np.uint8)
+    jpeg = pillow_bytes(Image.fromarray(gray), "JPEG", quality=95)
     ds = factory.encapsulated_dataset([jpeg], transfer_syntax=JPEGBaseline8Bit, rows=48, columns=64)
     decoded = decode_image(factory.dicom_bytes(ds), limits=LIMITS)
     reference = np.asarray(Image.open(io.BytesIO(jpeg)), dtype=np.float32)
     reference = (reference - reference.min()) / (reference.max() - reference.min())
     np.testing.assert_allclose(decoded.pixels, reference, atol=2 / 255)
     rgb = np.stack([gray, gray // 2, 255 - gray], axis=-1)
-    jpeg = _pillow_bytes(Image.fromarray(rgb), "JPEG", quality=95)
+    jpeg = pillow_bytes(Image.fromarray(rgb), "JPEG", quality=95)
     ds = factory.encapsulated_dataset(
         [jpeg],
         transfer_syntax=JPEGBaseline8Bit,

@@ -25,6 +25,7 @@ from handlers.weights import save_weights
 from ptxplain.errors import Code
 from ptxplain.v1 import result_pb2 as pb
 from tests.handlers.dicom_factory import make_dicom
+from tests.handlers.image_factory import all_zero_png, raw_png
 
 SIZE = 64
 
@@ -33,12 +34,6 @@ def png_bytes(height: int = 80, width: int = 60, seed: int = 0) -> bytes:
     rng = np.random.default_rng(seed)
     buffer = io.BytesIO()
     Image.fromarray(rng.integers(0, 255, (height, width), dtype=np.uint8)).save(buffer, "PNG")
-    return buffer.getvalue()
-
-
-def bomb_png(side: int = 20000) -> bytes:
-    buffer = io.BytesIO()
-    Image.new("1", (side, side)).save(buffer, "PNG")  # a few KB declaring 400 M pixels
     return buffer.getvalue()
 
 
@@ -146,20 +141,6 @@ def test_batch_items_equal_single_items(handler, model_dir) -> None:
         np.testing.assert_allclose(decode_map(result.maps[0]), decode_map(alone.maps[0]), atol=2e-3)
 
 
-def zero_width_png() -> bytes:
-    """A well-formed PNG whose IHDR declares a width of 0."""
-    import struct
-    import zlib
-
-    def chunk(kind: bytes, body: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
-        )
-
-    header = struct.pack(">IIBBBBB", 0, 8, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IEND", b"")
-
-
 def truncated_dicom() -> bytes:
     data = make_dicom(np.zeros((64, 64), dtype=np.uint16), bits_stored=12)
     return data[: len(data) // 2]
@@ -174,9 +155,9 @@ BAD_INPUTS = {
         400,
     ),
     "truncated DICOM": ({"body": truncated_dicom()}, "DICOM", 400),
-    "zero-sized image": ({"body": zero_width_png()}, "zero-sized", 400),
+    "zero-sized image": ({"body": raw_png(0, 8, b"")}, "zero-sized", 400),
     "over the pixel cap": ({"body": png_bytes(1200, 1000)}, "pixel", 413),
-    "decompression bomb": ({"body": bomb_png()}, "pixel", 413),
+    "decompression bomb": ({"body": all_zero_png(20_000, 20_000)}, "pixel", 413),
     "unknown method": ({"body": png_bytes(), "methods": b"scorecam"}, "scorecam", 400),
     "unknown target": ({"body": png_bytes(), "target": b"7"}, "target", 400),
     "unknown option": ({"body": png_bytes(), "metods": b"gradcam"}, "metods", 400),
