@@ -1,5 +1,8 @@
 """Benchmarks that print side-by-side ratios (benchmarks, not timed tests).
 
+  ptxplain bench gateway  gateway end-to-end vs in-process engine vs TorchServe alone, the
+                          gateway's own time and bytes (services/gateway/bench.py; --archs
+                          'all' = the deploy set; --size default 224, --batches unused)
   ptxplain bench engine   per architecture: plain inference_mode forward, stock pytorch-grad-cam
                           (full backward) and ptxplain's engine (backward to the target layer
                           only); medians of interleaved repeats at one torch thread count.
@@ -20,7 +23,7 @@ HELP = "benchmark the engine against a plain forward and stock grad-cam"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("suite", choices=("engine",), help="what to benchmark")
+    parser.add_argument("suite", choices=("engine", "gateway"), help="what to benchmark")
     parser.add_argument("--archs", default="all", help="comma-separated names, or 'all' / 'study'")
     parser.add_argument("--batches", default="1,8", help="comma-separated batch sizes")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats (median reported)")
@@ -44,6 +47,10 @@ def _specs(selection: str) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.suite == "gateway":
+        from services.gateway.bench import run_gateway_cli
+
+        return run_gateway_cli(args)
     import dataclasses
 
     import torch

@@ -1,0 +1,85 @@
+"""Send one image to the gateway and write what every model says about it.
+
+  ptxplain explain chest.dcm --out explained/
+  ptxplain explain chest.png --models resnet18,vit_s16 --methods gradcam,hirescam --gateway host:50051
+
+Writes OUT/<model>_<method>.png — the model's map laid on the ORIGINAL image (undoing the
+letterbox with the result's geometry), min-max scaled, JET colors over the gray image — and
+OUT/summary.json: per model its status, label (positive by its own threshold), probabilities,
+trained or not, and stage timings. A model that failed is listed with its error; the command
+exits 0 when at least one model answered, 1 when none did.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+NAME = "explain"
+HELP = "explain one image with every model through the gateway"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("image", type=Path, help="PNG, JPEG or DICOM file")
+    parser.add_argument("--models", default="", help="comma-separated; default: every ready model")
+    parser.add_argument("--gateway", default="127.0.0.1:50051", help="gateway gRPC address")
+    parser.add_argument("--out", type=Path, default=Path("explained"), help="output folder")
+    parser.add_argument(
+        "--methods", default="", help="CAM methods, comma-separated (default gradcam)"
+    )
+    parser.add_argument(
+        "--target", default="", help="positive (default), predicted or a class index"
+    )
+    parser.add_argument(
+        "--map-size", default="input", help="map resolution asked for (default input)"
+    )
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds")
+    parser.add_argument(
+        "--token-env",
+        default="PTXPLAIN_GATEWAY_TOKEN",
+        help="environment variable holding the client token (if the gateway needs one)",
+    )
+    parser.add_argument("--tls-ca", type=Path, help="CA certificate: connect with TLS")
+
+
+def run(args: argparse.Namespace) -> int:
+    import grpc
+
+    from ptxplain.errors import BackendError, ConfigError
+    from ptxplain.v1 import explainer_pb2 as epb
+    from services.gateway.client import ExplainerClient
+    from services.gateway.overlay import write_outputs
+
+    try:
+        image = args.image.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read image {args.image}: {exc}") from exc
+    options = epb.ExplainOptions(
+        methods=[m for m in args.methods.split(",") if m.strip()],
+        target=args.target,
+        map_size=args.map_size,
+    )
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    ca = args.tls_ca.read_bytes() if args.tls_ca else None
+    with ExplainerClient(
+        args.gateway, token=os.environ.get(args.token_env), root_certificates=ca
+    ) as client:
+        try:
+            response, request_id = client.explain(image, models, options, timeout_s=args.timeout)
+        except grpc.RpcError as exc:
+            raise BackendError(
+                f"gateway {args.gateway}: {exc.code().name}: {exc.details()}"
+            ) from exc
+    summary = write_outputs(image, response, request_id, args.out)
+    for name, entry in summary["models"].items():
+        if entry["status"] == "OK":
+            verdict = "positive" if entry["positive"] else "negative"
+            print(
+                f"{name:<18} {verdict:<9} p={entry['positive_probability']:.3f} "
+                f"(threshold {entry['threshold']:.2f}){'' if entry['trained'] else ' [untrained]'}"
+            )
+        else:
+            print(f"{name:<18} {entry['status']}: {entry['message']}")
+    print(f"request {request_id}; wrote {args.out}/summary.json")
+    return 0 if any(e["status"] == "OK" for e in summary["models"].values()) else 1

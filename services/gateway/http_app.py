@@ -1,0 +1,255 @@
+"""The HTTP/JSON twin of the gRPC API, on the same :class:`~services.gateway.fanout.Gateway` core
+(FastAPI on uvicorn, in the gateway's event loop).
+
+    POST /v1/explain   the image as the raw body (Content-Type image/png, image/jpeg,
+                       application/dicom or application/octet-stream — the format is sniffed),
+                       or JSON {"image": base64, "models": [...]}; options as query parameters:
+                       models, methods, target, map_size, map_encoding (png | float16),
+                       normalize, logits_only, timeout_s
+    GET  /v1/models    the catalog
+    GET  /healthz      200 while the process serves
+    GET  /readyz       200 when at least one model is ready, else 503
+    GET  /metrics      Prometheus text format
+    GET  /openapi.json the OpenAPI document
+
+Errors become HTTP responses in ONE handler set (:func:`_install_error_handlers`), from
+:mod:`ptxplain.errors`. Every response carries ``X-Request-ID``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import json
+import logging
+import time
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ptxplain.errors import (
+    AuthError,
+    Code,
+    DecodeError,
+    ImageTooLargeError,
+    InvalidInputError,
+    InvalidOptionError,
+    PtxplainError,
+)
+from services.gateway.fanout import Gateway, all_failed_error
+from services.gateway.http_json import (
+    ErrorBody,
+    ExplainBody,
+    ExplainQuery,
+    ExplainResponseBody,
+    ModelsBody,
+    error_body,
+    response_json,
+)
+from services.gateway.logs import (
+    REQUEST_ID_HEADER,
+    access_fields_var,
+    new_request_id,
+    note,
+    request_id_var,
+)
+from services.gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+
+__all__ = ["create_http_app"]
+
+log = logging.getLogger(__name__)
+_OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/openapi.json")
+_API_PATHS = ("/v1/explain", "/v1/models")
+_JSON_SLACK = 64 * 1024
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    c: {"model": ErrorBody} for c in (400, 401, 413, 429, 503, 504)
+}
+_BODY_DOC = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+            "image/png": {"schema": {"type": "string", "format": "binary"}},
+            "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
+            "application/dicom": {"schema": {"type": "string", "format": "binary"}},
+            "application/json": {"schema": ExplainBody.model_json_schema()},
+        },
+    }
+}
+
+
+def _split(values: list[str] | None) -> list[str]:
+    return [name.strip() for value in values or [] for name in value.split(",") if name.strip()]
+
+
+async def _read_body(request: Request, cap: int, what: str) -> bytes:
+    """The body, refused (413, naming the cap) as soon as it passes ``cap`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise ImageTooLargeError(
+            f"{what} is {declared} bytes, over the gateway's cap of {cap} bytes"
+        )
+    chunks, total = [], 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > cap:
+            raise ImageTooLargeError(f"{what} is over the gateway's cap of {cap} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _image_and_models(request: Request, cap: int) -> tuple[bytes, list[str]]:
+    if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        return await _read_body(request, cap, "image"), []
+    text = await _read_body(request, cap * 4 // 3 + _JSON_SLACK, "JSON body")
+    try:
+        body = ExplainBody.model_validate_json(text)
+        return base64.b64decode(body.image, validate=True), body.models
+    except (ValueError, binascii.Error) as exc:
+        raise InvalidInputError(
+            f"JSON body must be {{'image': base64, 'models': [...]}}: {exc}"
+        ) from exc
+
+
+def create_http_app(gateway: Gateway) -> FastAPI:
+    """The FastAPI app serving ``gateway``."""
+    app = FastAPI(
+        title="ptxplain gateway",
+        version="1",
+        description="One image, every model: logits, label and Grad-CAM maps per model.",
+        docs_url=None,
+        redoc_url=None,
+    )
+    config = gateway.config
+
+    @app.post(
+        "/v1/explain",
+        response_model=ExplainResponseBody,
+        responses=_ERRORS,
+        openapi_extra=_BODY_DOC,
+    )
+    async def explain(request: Request, query: Annotated[ExplainQuery, Query()]) -> Response:
+        received = time.perf_counter()
+        image, body_models = await _image_and_models(request, config.max_image_bytes)
+        call = await gateway.prepare(
+            request_id=request_id_var.get(),
+            image=image,
+            models=_split(query.models) or body_models,
+            options=query.call_options(),
+            received=received,
+            timeout_s=query.timeout_s,
+        )
+        note(models=list(call.models), image_format=call.image_format, image_bytes=call.image_bytes)
+        outcomes = await gateway.explain(call)
+        note(results={o.model: o.code.name for o in outcomes})
+        failed = all_failed_error(outcomes)
+        if failed is not None:
+            raise failed
+        body = response_json(call, outcomes, gateway.catalog)
+        return Response(json.dumps(body), media_type="application/json")
+
+    @app.get("/v1/models", response_model=ModelsBody, responses=_ERRORS)
+    async def list_models() -> dict[str, Any]:
+        await gateway.start()
+        return {"models": [m.to_json() for m in gateway.catalog.models()]}
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        await gateway.start()
+        ready, models = gateway.ready(), gateway.catalog.ready_models()
+        return JSONResponse({"ready": ready, "models": models}, status_code=200 if ready else 503)
+
+    @app.get("/metrics")
+    async def metrics() -> Response:
+        return Response(gateway.metrics.render(), media_type=METRICS_CONTENT_TYPE)
+
+    _install_error_handlers(app)
+    _install_middleware(app, gateway)
+    return app
+
+
+# -- the one handler set: errors -> HTTP ----------------------------------------------------------
+
+
+def _error_response(exc: PtxplainError) -> JSONResponse:
+    body = error_body(exc.code, exc.message, exc.model, request_id_var.get())
+    note(error=type(exc).__name__ if isinstance(exc, DecodeError) and not exc.model else str(exc))
+    return JSONResponse(body, status_code=exc.http_status)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def ptxplain_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, PtxplainError)
+        return _error_response(exc)
+
+    async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        return _error_response(InvalidOptionError(f"invalid request: {problems}"))
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: Code.NOT_FOUND, 405: Code.INVALID_ARGUMENT}.get(exc.status_code, Code.UNKNOWN)
+        body = error_body(code, str(exc.detail), "", request_id_var.get())
+        return JSONResponse(body, status_code=exc.status_code)
+
+    app.add_exception_handler(PtxplainError, ptxplain_error)
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+def _install_middleware(app: FastAPI, gateway: Gateway) -> None:
+    token = gateway.config.client_token
+    expected = f"Bearer {token}".encode() if token else None
+
+    @app.middleware("http")
+    async def request_scope(request: Request, call_next: Any) -> Response:
+        started = time.perf_counter()
+        request_id = new_request_id(request.headers.get(REQUEST_ID_HEADER))
+        request_id_var.set(request_id)
+        fields: dict[str, Any] = {}
+        access_fields_var.set(fields)
+        path = request.url.path
+        offered = request.headers.get("authorization", "").encode()
+        if expected and path not in _OPEN_PATHS and not hmac.compare_digest(offered, expected):
+            response: Response = _error_response(
+                AuthError("missing or wrong bearer token (header 'Authorization: Bearer …')")
+            )
+        else:
+            try:
+                response = await call_next(request)
+            except Exception:
+                log.exception("unexpected error")
+                body = error_body(
+                    Code.INTERNAL, f"internal error; report request id {request_id}", "", request_id
+                )
+                response = JSONResponse(body, status_code=500)
+        response.headers[REQUEST_ID_HEADER] = request_id
+        seconds = time.perf_counter() - started
+        if path not in _OPEN_PATHS:
+            status = str(response.status_code)
+            route = f"{request.method} {path if path in _API_PATHS else 'other'}"
+            gateway.metrics.observe_request("http", route, status, seconds)
+            log.info(
+                "http %s %s",
+                route,
+                status,
+                extra={
+                    "fields": {
+                        "api": "http",
+                        "method": route,
+                        "code": status,
+                        "duration_ms": round(seconds * 1000.0, 2),
+                        **fields,
+                    }
+                },
+            )
+        return response

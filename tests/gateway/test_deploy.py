@@ -1,0 +1,88 @@
+"""`ptxplain deploy` / `ptxplain stop`: the local stack in the background, in one run folder."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+from contextlib import ExitStack
+from pathlib import Path
+
+import pytest
+
+from ptxplain.errors import ConfigError
+from services.gateway import ExplainerClient
+from services.gateway.stack import StackConfig, deploy, gateway_pid, stop
+from services.torchserve import Ports, group_members
+from services.torchserve.process import running_pid
+from tests.conftest import LiveTorchServe
+from tests.gateway.fakes import png_bytes
+
+
+def free_ports(count: int) -> list[int]:
+    with ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+
+
+def stack_config(store: Path, run_dir: Path, **kw: object) -> StackConfig:
+    ports = free_ports(7)
+    return StackConfig(
+        model_store=store,
+        run_dir=run_dir,
+        torchserve_ports=Ports(*ports[:5]),
+        grpc_port=ports[5],
+        http_port=ports[6],
+        timeout_s=300,
+        grace_s=2,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+def test_a_taken_port_is_named_before_anything_starts(tmp_path: Path) -> None:
+    config = stack_config(tmp_path / "store", tmp_path / "run")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", config.http_port))
+        taken.listen(1)
+        with pytest.raises(ConfigError, match=f"port {config.http_port} \\(gateway HTTP\\)"):
+            deploy(config)
+    assert not (tmp_path / "store").exists() and not config.gateway_pid_file.exists()
+
+
+def test_gateway_ports_must_differ_from_torchservess(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="must differ"):
+        StackConfig(model_store=tmp_path, run_dir=tmp_path, grpc_port=8080)
+
+
+@pytest.mark.live
+def test_deploy_runs_the_stack_in_the_background_and_stop_ends_it(
+    torchserve: LiveTorchServe, tmp_path: Path
+) -> None:
+    store = tmp_path / "store"
+    store.mkdir()
+    resnet = next(a for a in torchserve.archives if a.name == "resnet18")
+    shutil.copy(resnet.path, store / resnet.path.name)
+    config = stack_config(store, tmp_path / "run")
+    try:
+        endpoints = deploy(config)
+        ts_pid, gw_pid = running_pid(config.torchserve), gateway_pid(config)
+        assert ts_pid and gw_pid and endpoints["gateway_grpc"] == f"127.0.0.1:{config.grpc_port}"
+        assert os.getpgid(gw_pid) == gw_pid != os.getpgid(0)  # its own session: outlives us
+        with ExplainerClient(endpoints["gateway_grpc"]) as client:
+            [info] = client.list_models()
+            assert (info.name, info.ready, info.trained) == ("resnet18", True, False)
+            assert client.explain(png_bytes())[0].results[0].status.code == 0
+        with pytest.raises(ConfigError, match="already runs"):
+            deploy(config)
+        assert {p.name for p in (tmp_path / "run" / "logs").iterdir()} >= {
+            "gateway.log",
+            "torchserve.log",
+        }
+    finally:
+        stopped = stop(config)
+    assert stopped == ["gateway", "torchserve"]
+    assert not group_members(ts_pid) and not Path(f"/proc/{gw_pid}").exists()
+    assert not config.gateway_pid_file.exists() and not config.torchserve.pid_file.exists()
+    assert stop(config) == []
