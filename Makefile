@@ -10,10 +10,11 @@ PTX := $(BIN)/ptxplain
 export PTXPLAIN_TORCH_THREADS ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast lint format typecheck protos bench archive deploy stop clean help
+.PHONY: setup test test-fast lint format typecheck protos bench archive deploy stop clean help \
+	deploy-local stop-local deploy-compose stop-compose deploy-k8s stop-k8s loadtest
 
 help:  ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (Python 3.11 is required)"; exit 1; }
@@ -44,6 +45,80 @@ bench: setup  ## forward vs stock grad-cam vs ptxplain, side by side per archite
 
 archive: setup  ## build one .mar per architecture into model_store/
 	$(PTX) archive --all --out model_store
+
+# The local stack of `make deploy` (TorchServe + gateway, in the background; logs and pid files
+# in $(RUN_DIR)). Override on the command line, e.g. `make deploy GATEWAY_HTTP_PORT=9000`.
+MODEL_STORE ?= model_store
+RUN_DIR ?= run
+GATEWAY_GRPC_PORT ?= 50051
+GATEWAY_HTTP_PORT ?= 8000
+TS_PORTS ?= --ts-inference-port 8080 --ts-management-port 8081 --ts-metrics-port 8082 --ts-grpc-port 7070 --ts-grpc-management-port 7071
+DEPLOY_ARGS ?=
+
+deploy-local: setup  ## start TorchServe (every archive in model_store/) + the gateway in the background
+	$(PTX) deploy --model-store $(MODEL_STORE) --run-dir $(RUN_DIR) --grpc-port $(GATEWAY_GRPC_PORT) --http-port $(GATEWAY_HTTP_PORT) $(TS_PORTS) $(DEPLOY_ARGS)
+
+stop-local: setup  ## stop exactly what `make deploy` started (pid files in run/)
+	$(PTX) stop --run-dir $(RUN_DIR)
+
+# -- where `make deploy` / `make stop` go: DEPLOY=local (the processes above), compose or k8s --------
+# docs/containers.md, docs/kubernetes.md. PROFILE: Compose profiles (cpu | gpu, plus ,monitoring);
+# OVERLAY: k8s/overlays/<OVERLAY>. DOCKER / KUBECTL: the binaries (kubectl: .venv's, pinned).
+DEPLOY ?= local
+PROFILE ?= cpu
+OVERLAY ?= cpu
+DOCKER ?= docker
+KUBECTL ?= $(if $(wildcard $(BIN)/kubectl),$(BIN)/kubectl,kubectl)
+COMPOSE_TOKEN := run/compose/gateway-token
+
+deploy: deploy-$(DEPLOY)  ## start the stack: DEPLOY=local (default), compose [PROFILE=cpu|gpu] or k8s [OVERLAY=cpu|gpu]
+
+stop: stop-$(DEPLOY)  ## stop the stack that `make deploy DEPLOY=...` started
+
+deploy-% stop-%:
+	@echo "error: DEPLOY=$* is not one of: local, compose, k8s" >&2; exit 2
+
+define need_docker
+	@command -v $(DOCKER) >/dev/null 2>&1 || { echo "error: DEPLOY=compose needs Docker, and '$(DOCKER)' is not on PATH (docs/containers.md)" >&2; exit 1; }
+	@$(DOCKER) compose version >/dev/null 2>&1 || { echo "error: DEPLOY=compose needs the Docker Compose v2 plugin ('$(DOCKER) compose version' failed)" >&2; exit 1; }
+	@$(DOCKER) info >/dev/null 2>&1 || { echo "error: the Docker engine is not reachable ('$(DOCKER) info' failed): start it, or check DOCKER_HOST" >&2; exit 1; }
+endef
+
+define need_cluster
+	@command -v $(KUBECTL) >/dev/null 2>&1 || { echo "error: DEPLOY=k8s needs kubectl, and '$(KUBECTL)' is not on PATH (make setup installs one in $(BIN))" >&2; exit 1; }
+	@test -d k8s/overlays/$(OVERLAY) || { echo "error: OVERLAY=$(OVERLAY): no folder k8s/overlays/$(OVERLAY)" >&2; exit 1; }
+	@$(KUBECTL) config current-context >/dev/null 2>&1 || { echo "error: DEPLOY=k8s needs a cluster: kubectl has no current context (set KUBECONFIG or 'kubectl config use-context')" >&2; exit 1; }
+	@$(KUBECTL) version --request-timeout=10s >/dev/null 2>&1 || { echo "error: the cluster of context '$$($(KUBECTL) config current-context)' does not answer ('kubectl version' failed)" >&2; exit 1; }
+endef
+
+deploy-compose:  ## Docker Compose: build the images, start model server + gateway (PROFILE=cpu|gpu)
+	$(need_docker)
+	@ls model_store/*.mar >/dev/null 2>&1 || { echo "error: no archives in model_store/ (mounted into the model server): run 'make archive' first" >&2; exit 1; }
+	@test -s $(COMPOSE_TOKEN) || { mkdir -p -m 700 $(dir $(COMPOSE_TOKEN)) \
+	  && (umask 022 && $(PYTHON) -c 'import secrets; print(secrets.token_urlsafe(32))' > $(COMPOSE_TOKEN)) \
+	  && echo "wrote the gateway's client token to $(COMPOSE_TOKEN) (clients send 'Authorization: Bearer <token>')"; }
+	COMPOSE_PROFILES=$(PROFILE) $(DOCKER) compose up --detach --build --wait
+
+stop-compose:  ## Docker Compose: stop and remove the containers (volumes kept)
+	$(need_docker)
+	COMPOSE_PROFILES=$(PROFILE) $(DOCKER) compose down
+
+deploy-k8s:  ## Kubernetes: kubectl apply -k k8s/overlays/$(OVERLAY) (Secrets first: docs/kubernetes.md)
+	$(need_cluster)
+	$(KUBECTL) apply -k k8s/overlays/$(OVERLAY)
+
+stop-k8s:  ## Kubernetes: delete what the overlay created (namespace ptxplain included)
+	$(need_cluster)
+	$(KUBECTL) delete -k k8s/overlays/$(OVERLAY) --ignore-not-found
+
+# -- load test (docs/loadtest.md): Locust, headless and bounded, against the local stack -----------
+USERS ?= 20
+DURATION ?= 60s
+PROTOCOL ?= both
+LOADTEST_ARGS ?=
+
+loadtest: setup  ## Locust vs the local stack: USERS=20 DURATION=60s PROTOCOL=both|http|grpc -> reports/loadtest/
+	$(PTX) loadtest --users $(USERS) --duration $(DURATION) --protocol $(PROTOCOL) --http-url http://127.0.0.1:$(GATEWAY_HTTP_PORT) --grpc-target 127.0.0.1:$(GATEWAY_GRPC_PORT) --out reports/loadtest $(LOADTEST_ARGS)
 
 clean:  ## remove built artefacts (keeps .venv)
 	rm -rf model_store run build .pytest_cache .mypy_cache .ruff_cache

@@ -7,7 +7,6 @@ import argparse
 import dataclasses
 import json
 
-from handlers.registry import list_specs, model_stats
 
 NAME = "archs"
 HELP = "list the architecture registry"
@@ -21,6 +20,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _row(spec, with_stats: bool) -> dict:
+    from handlers.registry import model_stats
+
     row = {k: v for k, v in dataclasses.asdict(spec).items() if k != "builder"}
     if with_stats:
         row.update(model_stats(spec))
@@ -28,6 +29,8 @@ def _row(spec, with_stats: bool) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
+    from handlers.registry import list_specs
+
     rows = [_row(spec, not args.no_stats) for spec in list_specs()]
     if args.json:
         print(json.dumps(rows, indent=2))

@@ -50,6 +50,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--default-input-size", type=int, help="their input size (default: spec's)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for healthy")
+    parser.add_argument(
+        "--max-in-flight",
+        type=int,
+        default=128,
+        help="model calls in flight on the local TorchServe before the gateway sheds (429 / "
+        "RESOURCE_EXHAUSTED); an explain with every model holds one per model",
+    )
 
 
 def _default_models() -> tuple[str, ...]:
@@ -81,6 +88,7 @@ def stack_config(args: argparse.Namespace) -> StackConfig:
         default_input_size=args.default_input_size,
         timeout_s=args.timeout,
         grace_s=args.grace,
+        max_in_flight=args.max_in_flight,
     )
 
 

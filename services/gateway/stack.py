@@ -51,6 +51,9 @@ class StackConfig:
     default_input_size: int | None = None
     timeout_s: float = 600.0
     grace_s: float = 10.0
+    # In-flight model calls the gateway allows on the local backend before it sheds
+    # (RESOURCE_EXHAUSTED / 429). An explain with every model holds one slot per model.
+    max_in_flight: int = 128
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "model_store", Path(self.model_store).absolute())
@@ -148,6 +151,7 @@ def _write_gateway_yaml(stack: StackConfig) -> None:
                 "models": "all",
                 "max_request_bytes": ts.max_request_size,
                 "max_response_bytes": ts.max_response_size,
+                "max_in_flight": stack.max_in_flight,
             }
         ],
     }

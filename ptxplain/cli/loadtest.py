@@ -1,0 +1,109 @@
+"""Load-test the gateway with Locust: headless, bounded, over HTTP and gRPC (docs/loadtest.md).
+
+  ptxplain loadtest --users 20 --duration 60s                 (the local stack of `make deploy`)
+  ptxplain loadtest --protocol grpc --grpc-target gw:50051 --ca-file ca.pem --token-file token
+
+Runs `python -m locust -f loadtest/locustfile.py --headless` from the repository root with the
+scenario in loadtest/scenario.yaml (task mix, images, deadlines, limits) and writes Locust's CSV
+files and HTML report plus a summary JSON to --out (reports/loadtest/<name>*). Load shed by the
+gateway (RESOURCE_EXHAUSTED / 429) is counted apart, never as a failure. Exit code: 0 when
+every limit held, 1 when one was breached (failure ratio, p95, slow shedding, too few
+requests), 2 for a bad option or scenario. The client token comes from --token-file or
+$PTXPLAIN_GATEWAY_TOKEN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+NAME = "loadtest"
+HELP = "load-test the gateway with Locust (HTTP and gRPC)"
+
+_REPO_ROOT = Path(__file__).resolve().parents[2]
+_LOCUSTFILE = _REPO_ROOT / "loadtest" / "locustfile.py"
+_USER_CLASSES = {"http": ["HttpExplainUser"], "grpc": ["GrpcExplainUser"], "both": []}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    load = parser.add_argument_group("load")
+    load.add_argument("--users", type=int, default=20, help="concurrent users (default 20)")
+    load.add_argument("--spawn-rate", type=float, help="users started per second (default: all)")
+    load.add_argument("--duration", default="60s", help="run time: 60s, 5m ... (default 60s)")
+    load.add_argument("--protocol", choices=sorted(_USER_CLASSES), default="both")
+    load.add_argument("--scenario", type=Path, default=_REPO_ROOT / "loadtest" / "scenario.yaml")
+    load.add_argument("--images", type=Path, help="images folder, or a data folder with a split")
+    target = parser.add_argument_group("gateway")
+    target.add_argument("--http-url", default="http://127.0.0.1:8000", help="HTTP base URL")
+    target.add_argument("--grpc-target", default="127.0.0.1:50051", help="gRPC host:port")
+    target.add_argument(
+        "--token-file", type=Path, help="client token (else $PTXPLAIN_GATEWAY_TOKEN)"
+    )
+    target.add_argument("--ca-file", type=Path, help="PEM roots for gRPC over TLS")
+    limits = parser.add_argument_group("limits (override the scenario's)")
+    limits.add_argument("--explain-deadline", type=float, help="seconds per explain call")
+    limits.add_argument("--max-failure-ratio", type=float, help="e.g. 0 or 0.01")
+    limits.add_argument("--max-p95-ms", type=float, help="p95 limit for every task")
+    out = parser.add_argument_group("reports")
+    out.add_argument("--out", type=Path, default=Path("reports/loadtest"), help="report folder")
+    out.add_argument("--name", help="report file prefix (default: <protocol>-<users>u)")
+
+
+def _ptxplain_options(args: argparse.Namespace, summary: Path) -> list[str]:
+    options = ["--scenario", str(args.scenario.absolute()), "--grpc-target", args.grpc_target]
+    options += ["--summary-file", str(summary)]
+    for flag, value in (
+        ("--token-file", args.token_file),
+        ("--ca-file", args.ca_file),
+        ("--images", args.images),
+    ):
+        if value is not None:
+            options += [flag, str(Path(value).absolute())]
+    for flag, number in (
+        ("--explain-deadline", args.explain_deadline),
+        ("--max-failure-ratio", args.max_failure_ratio),
+        ("--max-p95-ms", args.max_p95_ms),
+    ):
+        if number is not None:
+            options += [flag, str(number)]
+    return options
+
+
+def locust_command(args: argparse.Namespace, prefix: Path) -> list[str]:
+    """The Locust command line for these options; reports go to ``prefix``*."""
+    command = [sys.executable, "-m", "locust", "-f", str(_LOCUSTFILE), "--headless"]
+    command += ["--users", str(args.users), "--spawn-rate", str(args.spawn_rate or args.users)]
+    command += ["--run-time", str(args.duration), "--stop-timeout", "10"]
+    command += ["--host", args.http_url, "--only-summary", "--exit-code-on-error", "1"]
+    command += ["--csv", str(prefix), "--html", f"{prefix}.html"]
+    command += _ptxplain_options(args, Path(f"{prefix}-summary.json"))
+    return command + _USER_CLASSES[args.protocol]
+
+
+def _check(args: argparse.Namespace) -> None:
+    from ptxplain.errors import ConfigError
+
+    if importlib.util.find_spec("locust") is None:
+        raise ConfigError("locust is not installed: pip install -e '.[dev]' (or make setup)")
+    if not _LOCUSTFILE.is_file():
+        raise ConfigError(f"{_LOCUSTFILE} is missing (run from a source checkout)")
+    if args.users < 1:
+        raise ConfigError(f"--users must be >= 1, got {args.users}")
+    if args.spawn_rate is not None and args.spawn_rate <= 0:
+        raise ConfigError(f"--spawn-rate must be positive, got {args.spawn_rate}")
+    if not args.scenario.is_file():
+        raise ConfigError(f"--scenario {args.scenario} is not a file")
+
+
+def run(args: argparse.Namespace) -> int:
+    _check(args)
+    args.out.mkdir(parents=True, exist_ok=True)
+    prefix = args.out.absolute() / (args.name or f"{args.protocol}-{args.users}u")
+    command = locust_command(args, prefix)
+    code = subprocess.run(command, cwd=_REPO_ROOT, check=False).returncode
+    if Path(f"{prefix}-summary.json").exists():
+        print(f"reports: {prefix}_stats.csv, {prefix}.html, {prefix}-summary.json")
+    return code
