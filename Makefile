@@ -10,8 +10,8 @@ PTX := $(BIN)/ptxplain
 export PTXPLAIN_TORCH_THREADS ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: setup test test-fast lint format typecheck protos bench archive deploy stop clean help \
-	deploy-local stop-local deploy-compose stop-compose deploy-k8s stop-k8s loadtest
+.PHONY: setup test lint format protos bench archive deploy stop clean help \
+	models evaluate deploy-local stop-local deploy-compose stop-compose deploy-k8s stop-k8s loadtest
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -55,11 +55,27 @@ GATEWAY_HTTP_PORT ?= 8000
 TS_PORTS ?= --ts-inference-port 8080 --ts-management-port 8081 --ts-metrics-port 8082 --ts-grpc-port 7070 --ts-grpc-management-port 7071
 DEPLOY_ARGS ?=
 
+# The embedded default (`make models`): with no archive in model_store/, `make deploy` first writes
+# the phantom data set, trains the quick CPU profile and archives it (each step skips what exists).
+DATA ?= data/phantom
+CHECKPOINTS ?= checkpoints
+TRAIN_PROFILE ?= quick
+
+models: setup  ## phantom data -> quick CPU training -> archives (skips what exists; docs/train.md)
+	$(PTX) models --data $(DATA) --checkpoints $(CHECKPOINTS) --model-store $(MODEL_STORE) --profile $(TRAIN_PROFILE)
+
 deploy-local: setup  ## start TorchServe (every archive in model_store/) + the gateway in the background
+	@ls $(MODEL_STORE)/*.mar >/dev/null 2>&1 || $(MAKE) --no-print-directory models
 	$(PTX) deploy --model-store $(MODEL_STORE) --run-dir $(RUN_DIR) --grpc-port $(GATEWAY_GRPC_PORT) --http-port $(GATEWAY_HTTP_PORT) $(TS_PORTS) $(DEPLOY_ARGS)
 
 stop-local: setup  ## stop exactly what `make deploy` started (pid files in run/)
 	$(PTX) stop --run-dir $(RUN_DIR)
+
+EVAL_OUT ?= reports/evaluate
+EVAL_ARGS ?=
+
+evaluate: setup  ## replay the test split of $(DATA) through the local gateway; writes $(EVAL_OUT)/report.html
+	$(PTX) evaluate --data $(DATA) --gateway 127.0.0.1:$(GATEWAY_GRPC_PORT) --out $(EVAL_OUT) $(EVAL_ARGS)
 
 # -- where `make deploy` / `make stop` go: DEPLOY=local (the processes above), compose or k8s --------
 # docs/containers.md, docs/kubernetes.md. PROFILE: Compose profiles (cpu | gpu, plus ,monitoring);

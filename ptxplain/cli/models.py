@@ -1,0 +1,54 @@
+"""Prepare the embedded default models: a phantom data set, a training profile, archives.
+
+  1. data:    unless DATA holds a data set, write the profile's synthetic phantom set there
+  2. train:   `ptxplain train --profile PROFILE --data DATA --out CHECKPOINTS` (finished models
+              are skipped, interrupted ones resumed)
+  3. archive: one .mar per trained checkpoint into MODEL_STORE (existing archives are kept)
+
+`make deploy` runs this when model_store/ holds no archive. With real data, point --data at it
+(SIIM-ACR layout or the PNG / folder layouts; see docs/data.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+NAME = "models"
+HELP = "build the default models: phantom data, quick training, archives"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, default=Path("data/phantom"), help="data folder")
+    parser.add_argument(
+        "--checkpoints", type=Path, default=Path("checkpoints"), help="training output root"
+    )
+    parser.add_argument("--model-store", type=Path, default=Path("model_store"))
+    parser.add_argument("--profile", default="quick", help="training profile (quick | study)")
+    parser.add_argument("--threads", type=int, help="torch threads for training (default: all)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from harness.default_models import DefaultModelsPlan, archive_checkpoints, ensure_phantom
+    from harness.profiles import get_profile
+    from ptxplain.cli import main
+
+    def say(line: str) -> None:
+        print(f"[models] {line}", flush=True)
+
+    started = time.perf_counter()
+    plan = DefaultModelsPlan(
+        args.data, args.checkpoints, args.model_store, get_profile(args.profile)
+    )
+    ensure_phantom(plan, say)
+    train = ["train", "--profile", plan.profile.name, "--data", str(plan.data)]
+    train += ["--out", str(plan.checkpoints)]
+    if args.threads:
+        train += ["--threads", str(args.threads)]
+    status = main(train)
+    if status != 0:
+        return status
+    archive_checkpoints(plan, say)
+    say(f"done in {time.perf_counter() - started:.0f}s")
+    return 0
