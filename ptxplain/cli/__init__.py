@@ -17,7 +17,23 @@ from ptxplain.errors import PtxplainError
 __all__ = ["main"]
 
 # Subcommand modules, in the order `ptxplain --help` lists them.
-SUBCOMMANDS = ("archs", "protos", "bench")
+SUBCOMMANDS = (
+    "archs",
+    "protos",
+    "bench",
+    "archive",
+    "torchserve",
+    "data",
+    "phantom",
+    "train",
+    "models",
+    "gateway",
+    "deploy",
+    "stop",
+    "explain",
+    "evaluate",
+    "loadtest",
+)
 
 
 def _parser() -> argparse.ArgumentParser:

@@ -7,7 +7,6 @@ import argparse
 import dataclasses
 import json
 
-
 NAME = "archs"
 HELP = "list the architecture registry"
 
