@@ -54,6 +54,7 @@ class TrainConfig:
     seed: int = 0
     weights: Path | None = None  # an ImageNet (or other) file to start from
     weight_dirs: LocalWeightDirs | None = None  # caches searched when weights is None
+    zero_init_residual: bool = False  # from scratch: residual blocks start as the identity
     threads: int | None = None  # None: leave torch's setting alone
     device: str = "cpu"  # "cpu" or "cuda[:N]" (see resolve_device)
     precision: str = "fp32"  # training steps in "fp32" or "bf16" autocast (see resolve_precision)
@@ -117,6 +118,7 @@ class TrainConfig:
             seed=self.seed,
             patience=self.patience,
             precision=self.precision,
+            zero_init_residual=self.zero_init_residual,
             augment=dataclasses.asdict(self.augment),
         )
         return values

@@ -32,6 +32,7 @@ __all__ = [
     "find_local_weights",
     "initialise_weights",
     "load_backbone",
+    "zero_init_residuals",
 ]
 
 _LOADABLE = (".pth", ".pt", ".bin", ".safetensors")
@@ -153,14 +154,38 @@ def load_backbone(model: nn.Module, path: Path, spec: ArchSpec) -> bool:
     return head_fits
 
 
+def zero_init_residuals(model: nn.Module) -> int:
+    """Zero the last BatchNorm scale of every torchvision residual block, so that each block
+    starts as the identity (Goyal et al., 2017). Returns how many blocks changed (0 for models
+    without such blocks)."""
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+
+    changed = 0
+    for module in model.modules():
+        last = module.bn3 if isinstance(module, Bottleneck) else None
+        last = module.bn2 if isinstance(module, BasicBlock) else last
+        if isinstance(last, nn.BatchNorm2d):
+            nn.init.zeros_(last.weight)
+            changed += 1
+    return changed
+
+
 def initialise_weights(
-    model: nn.Module, spec: ArchSpec, weights: Path | None, dirs: LocalWeightDirs | None
+    model: nn.Module,
+    spec: ArchSpec,
+    weights: Path | None,
+    dirs: LocalWeightDirs | None,
+    *,
+    zero_init_residual: bool = False,
 ) -> WeightsInit:
-    """Load ``weights`` if given, else a locally cached file (``dirs``), else keep random init."""
+    """Load ``weights`` if given, else a locally cached file (``dirs``), else keep random init
+    (with :func:`zero_init_residuals` if asked: it only ever applies to a from-scratch start)."""
     path = weights
     if path is None and dirs is not None:
         path = find_local_weights(spec, model, dirs)
     if path is None:
+        if zero_init_residual:
+            zero_init_residuals(model)
         return WeightsInit(source="scratch")
     head_loaded = load_backbone(model, path, spec)
     return WeightsInit(source=f"imagenet:{path.name}", path=path, head_loaded=head_loaded)

@@ -143,7 +143,10 @@ def _setup(config: TrainConfig, images: TrainImages) -> _Run:
     spec = config.spec
     torch.manual_seed(config.seed)
     model = spec.build(config.size)
-    init = initialise_weights(model, spec, config.weights, config.weight_dirs)
+    init = initialise_weights(
+        model, spec, config.weights, config.weight_dirs,
+        zero_init_residual=config.zero_init_residual,
+    )  # fmt: skip
     device = torch.device(config.device)
     model = model.to(device).to(memory_format=torch.channels_last)
     weights = class_weights(images.train.labels.numpy(), len(spec.classes))

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 # Flags a profile sets per architecture; given on the command line, they override it.
 _PROFILE_FIELDS = (
     "input_size", "epochs", "batch_size", "lr", "weight_decay", "optimizer", "patience",
-    "warmup_epochs",
+    "warmup_epochs", "augment", "zero_init_residual",
 )  # fmt: skip
 
 
@@ -56,8 +56,15 @@ def _hyperparameters(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--patience", type=int, help="epochs without val AUROC gain (5)")
     group.add_argument("--warmup-epochs", type=int, help="linear warm-up epochs (1)")
     group.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    group.add_argument("--no-augment", action="store_true", help="no augmentation")
+    group.add_argument(
+        "--augment", action=argparse.BooleanOptionalAction,
+        help="X-ray augmentation (default on; the quick profile: off)",
+    )  # fmt: skip
     group.add_argument("--hflip", action="store_true", help="add random horizontal flips")
+    group.add_argument(
+        "--zero-init-residual", action=argparse.BooleanOptionalAction,
+        help="from scratch, start ResNet blocks as the identity (default off)",
+    )  # fmt: skip
 
 
 def _runtime(parser: argparse.ArgumentParser) -> None:
@@ -116,13 +123,14 @@ def _base_config(args: argparse.Namespace, arch: str, out: Path) -> Any:
         overwrite=args.overwrite,
         stop_after=args.stop_after_epochs,
         state_every_s=args.state_every,
-        augment=AugmentConfig(enabled=not args.no_augment, hflip=args.hflip),
+        augment=AugmentConfig(enabled=args.augment is not False, hflip=args.hflip),
         read=ReadOptions(layout=args.layout, state_dir=args.state_dir, progress=True),
         progress=not args.no_progress,
     )
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Profile fields given on the command line (``augment`` stays a bool here)."""
     return {k: getattr(args, k) for k in _PROFILE_FIELDS if getattr(args, k) is not None}
 
 
@@ -130,7 +138,9 @@ def _run_arch(args: argparse.Namespace) -> int:
     from harness.training import train
 
     base = _base_config(args, args.arch, args.out or Path("checkpoints") / args.arch)
-    result = train(dataclasses.replace(base, **_overrides(args)))
+    overrides = _overrides(args)
+    overrides.pop("augment", None)  # already in base.augment
+    result = train(dataclasses.replace(base, **overrides))
     if result.meta is None:
         print(f"{args.arch}: stopped after epoch {result.epochs}; --resume continues")
         return 0

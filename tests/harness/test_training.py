@@ -22,7 +22,12 @@ from harness.split import SPLIT_FILENAME
 from harness.train_augment import AugmentConfig, augment_batch
 from harness.train_loop import EpochRunner
 from harness.train_metrics import class_weights, youden_threshold
-from harness.train_pretrained import LocalWeightDirs, find_local_weights, initialise_weights
+from harness.train_pretrained import (
+    LocalWeightDirs,
+    find_local_weights,
+    initialise_weights,
+    zero_init_residuals,
+)
 from harness.train_state import STATE_FILENAME
 from harness.training import WEIGHTS_FILENAME, TrainConfig, train
 from ptxplain.cli import main
@@ -223,6 +228,18 @@ def test_cached_weights_are_found_only_in_the_local_caches(tmp_path: Path) -> No
     assert find_local_weights(vit, vit.build(SIZE), dirs) == hf_file
 
 
+def test_zero_init_residual_applies_only_to_a_from_scratch_resnet(tmp_path: Path) -> None:
+    spec = get_spec("resnet18")
+    model = spec.build(SIZE)
+    initialise_weights(model, spec, None, None, zero_init_residual=True)
+    assert model.state_dict()["layer1.0.bn2.weight"].abs().max() == 0.0
+    assert zero_init_residuals(get_spec("resnet50").build(SIZE)) == 16
+    assert zero_init_residuals(get_spec("vgg16_bn").build(SIZE)) == 0
+    path = _imagenet_file(tmp_path, "resnet18", SIZE, "resnet18.pth")
+    initialise_weights(model, spec, path, None, zero_init_residual=True)
+    assert model.state_dict()["layer1.0.bn2.weight"].abs().max() > 0.0
+
+
 def test_youden_threshold_sits_in_the_gap_of_separated_scores() -> None:
     labels, scores = np.array([0, 0, 1, 1]), np.array([0.1, 0.3, 0.7, 0.9])
     choice = youden_threshold(labels, scores)
@@ -261,6 +278,9 @@ def test_a_profile_trains_each_model_once_and_flags_override_it(data: Path, tmp_
     base = _config(data, tmp_path / "ckpts")
     configs = profile_configs(profile, base, {"epochs": 2})
     assert configs[0].epochs == 2 and configs[0].out == tmp_path / "ckpts" / "resnet18"
+    assert configs[0].augment.enabled
+    assert not profile_configs(profile, base, {"augment": False})[0].augment.enabled
+    assert all(not c.augment.enabled for c in profile_configs(QUICK, base, {}))
     first = run_profile(configs)
     again = run_profile(configs)
     assert not first[0].skipped and first[0].result is not None and first[0].result.epochs == 2
