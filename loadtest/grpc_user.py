@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import time
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import gevent
@@ -21,6 +20,7 @@ from locust import User, task
 from loadtest.images import TestImage
 from loadtest.outcome import Outcome, OutcomeKind, classify_grpc, code_name, request_name
 from loadtest.settings import RunSettings
+from loadtest.tasks import ScenarioTasks
 from loadtest.workload import Workload
 from ptxplain.v1 import explainer_pb2 as epb
 from ptxplain.v1 import explainer_pb2_grpc as egrpc
@@ -58,7 +58,7 @@ def _channel(settings: RunSettings) -> grpc.Channel:
     return grpc.insecure_channel(settings.grpc_target, options=options)
 
 
-class GrpcExplainUser(User):
+class GrpcExplainUser(ScenarioTasks, User):
     """Explain (all models / one model) and list models over gRPC, per the scenario's mix."""
 
     # Set by the locustfile on Locust's init event, before any user starts.
@@ -79,24 +79,10 @@ class GrpcExplainUser(User):
 
     @task
     def turn(self) -> None:
-        actions: dict[str, Callable[[], None]] = {
-            "explain all": self.explain_all,
-            "explain one": self.explain_one,
-            "list models": self.list_models,
-        }
-        actions[self.workload.next_task()]()
+        self.take_turn()
 
-    # -- the three tasks ----------------------------------------------------------------------
-
-    def explain_all(self) -> None:
-        self._explain("explain all", [])
-
-    def explain_one(self) -> None:
-        model = self.workload.pick_model()
-        if model is None:
-            self._record("explain one", Outcome(OutcomeKind.FAILED, "no ready model"), 0.0, 0)
-            return
-        self._explain("explain one", [model])
+    def _no_model(self, name: str, detail: str) -> None:
+        self._record(name, Outcome(OutcomeKind.FAILED, detail), 0.0, 0)
 
     def list_models(self) -> None:
         started = time.perf_counter()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import itertools
 import json
-from collections.abc import Callable
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
@@ -21,6 +20,7 @@ from locust.contrib.fasthttp import FastHttpUser
 from loadtest.images import TestImage
 from loadtest.outcome import Outcome, OutcomeKind, classify_http, request_name
 from loadtest.settings import RunSettings
+from loadtest.tasks import ScenarioTasks
 from loadtest.workload import Workload
 
 __all__ = ["HttpExplainUser"]
@@ -29,7 +29,7 @@ _CLIENT_SLACK_S = 5.0
 _USER_SEEDS = itertools.count(10_000)
 
 
-class HttpExplainUser(FastHttpUser):
+class HttpExplainUser(ScenarioTasks, FastHttpUser):
     """Explain (all models / one model) and list models over HTTP, per the scenario's mix."""
 
     # Set by the locustfile on Locust's init event (with host, timeouts), before users start.
@@ -42,27 +42,6 @@ class HttpExplainUser(FastHttpUser):
     def on_start(self) -> None:
         self.workload = Workload(self.settings.scenario, self.images, next(_USER_SEEDS))
         self.list_models()
-
-    @task
-    def turn(self) -> None:
-        actions: dict[str, Callable[[], None]] = {
-            "explain all": self.explain_all,
-            "explain one": self.explain_one,
-            "list models": self.list_models,
-        }
-        actions[self.workload.next_task()]()
-
-    # -- the three tasks ----------------------------------------------------------------------
-
-    def explain_all(self) -> None:
-        self._explain("explain all", [])
-
-    def explain_one(self) -> None:
-        model = self.workload.pick_model()
-        if model is None:
-            self._record_nothing("explain one", "no ready model")
-            return
-        self._explain("explain one", [model])
 
     def list_models(self) -> None:
         with self.client.get(
@@ -103,7 +82,11 @@ class HttpExplainUser(FastHttpUser):
             outcome = classify_http(response.status_code, response.content or b"", fan_out=True)
             _report(response, name, outcome)
 
-    def _record_nothing(self, name: str, detail: str) -> None:
+    @task
+    def turn(self) -> None:
+        self.take_turn()
+
+    def _no_model(self, name: str, detail: str) -> None:
         self.environment.events.request.fire(
             request_type="http",
             name=name,
