@@ -29,23 +29,18 @@ from typing import Any
 import grpc
 
 from ptxplain.errors import (
-    AuthError,
-    BackendError,
     BackendTimeoutError,
-    ImageTooLargeError,
-    InvalidInputError,
     OverloadedError,
     PtxplainError,
-    UnknownModelError,
 )
 from ptxplain.torchserve import inference_pb2
 from services.gateway.config import ENVELOPE_BYTES, BackendConfig
 from services.torchserve.auth import TokenSource
+from services.torchserve.grpc_client import REJECTED_CODES, error_from_rpc
 
 __all__ = ["Backend", "BackendReply", "encode_predictions_request", "is_connection_failure"]
 
 _PREDICTIONS = "/org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions"
-_REJECTED = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
 # Transport messages grpc core gives when no connection could be made: the request never left.
 _NOT_SENT = ("failed to connect", "connection refused", "dns resolution failed", "no route to host")
 _FIRST_BACKOFF_S = 0.05
@@ -88,18 +83,7 @@ def _error(exc: grpc.RpcError, model: str, backend: str) -> PtxplainError:
     message = (
         f"backend {backend!r}: TorchServe {code.name}: {details.splitlines()[0] if details else ''}"
     )
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return BackendTimeoutError(f"{message} (the model's deadline passed)", model=model)
-    if code == grpc.StatusCode.NOT_FOUND or "model not found" in details.lower():
-        return UnknownModelError(message, model=model)
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        too_large = "larger than max" in details or "message length" in details.lower()
-        return (ImageTooLargeError if too_large else OverloadedError)(message, model=model)
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        return InvalidInputError(message, model=model)
-    if code in _REJECTED:
-        return AuthError(message, model=model)
-    return BackendError(message, model=model)
+    return error_from_rpc(code, details, model, message)
 
 
 class Backend:
@@ -184,7 +168,7 @@ class Backend:
         try:
             return await method(request, timeout=timeout_s, metadata=_bearer(sent))
         except grpc.RpcError as exc:
-            if exc.code() not in _REJECTED:
+            if exc.code() not in REJECTED_CODES:
                 raise
         fresh = await asyncio.to_thread(self.tokens.refresh, sent)
         return await method(request, timeout=timeout_s, metadata=_bearer(fresh))

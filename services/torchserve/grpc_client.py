@@ -32,10 +32,17 @@ from services.torchserve.config import (
     TorchServeConfig,
 )
 
-__all__ = ["AsyncGrpcClient", "GrpcClient", "aio_grpc_client", "grpc_client"]
+__all__ = [
+    "REJECTED_CODES",
+    "AsyncGrpcClient",
+    "GrpcClient",
+    "aio_grpc_client",
+    "error_from_rpc",
+    "grpc_client",
+]
 
 _ENVELOPE_SLACK = 64 * 1024  # PredictionResponse framing around the handler's bytes
-_REJECTED_GRPC = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
+REJECTED_CODES = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
 
 
 def _channel_options(max_send_bytes: int, max_receive_bytes: int) -> list[tuple[str, int]]:
@@ -58,22 +65,27 @@ def _prediction(response: Any, model: str) -> Prediction:
     return Prediction(result, result.status.http_status or 200)
 
 
-def _grpc_error(exc: grpc.RpcError, model: str) -> PtxplainError:
-    code, details = exc.code(), exc.details() or ""
-    message = f"TorchServe gRPC {code.name}: {details}"
+def error_from_rpc(code: grpc.StatusCode, details: str, model: str, message: str) -> PtxplainError:
+    """The one mapping of a failed TorchServe gRPC call to a ptxplain error."""
     # TorchServe 0.12 answers an unknown model with INTERNAL + ModelNotFoundException.
-    if code == grpc.StatusCode.NOT_FOUND or "ModelNotFoundException" in details:
+    unknown = "ModelNotFoundException" in details or "model not found" in details.lower()
+    if code == grpc.StatusCode.NOT_FOUND or unknown:
         return UnknownModelError(message, model=model)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return BackendTimeoutError(message, model=model)
+        return BackendTimeoutError(f"{message} (the model's deadline passed)", model=model)
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
         too_large = "larger than max" in details or "message length" in details.lower()
         return (ImageTooLargeError if too_large else OverloadedError)(message, model=model)
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return InvalidInputError(message, model=model)
-    if code in _REJECTED_GRPC:
+    if code in REJECTED_CODES:
         return AuthError(message, model=model)
     return BackendError(message, model=model)
+
+
+def _grpc_error(exc: grpc.RpcError, model: str) -> PtxplainError:
+    code, details = exc.code(), exc.details() or ""
+    return error_from_rpc(code, details, model, f"TorchServe gRPC {code.name}: {details}")
 
 
 def _metadata(key: str | None) -> tuple[tuple[str, str], ...]:
@@ -105,7 +117,7 @@ class GrpcClient:
             try:
                 return method(request, timeout=timeout_s, metadata=_metadata(sent))
             except grpc.RpcError as exc:
-                if not (self.token and sent and exc.code() in _REJECTED_GRPC):
+                if not (self.token and sent and exc.code() in REJECTED_CODES):
                     raise
                 fresh = self.token.refresh(sent)
                 return method(request, timeout=timeout_s, metadata=_metadata(fresh))
@@ -171,7 +183,7 @@ class AsyncGrpcClient:
             try:
                 return await method(request, timeout=timeout_s, metadata=_metadata(sent))
             except grpc.RpcError as exc:
-                if not (self.token and sent and exc.code() in _REJECTED_GRPC):
+                if not (self.token and sent and exc.code() in REJECTED_CODES):
                     raise
                 fresh = await asyncio.to_thread(self.token.refresh, sent)
                 return await method(request, timeout=timeout_s, metadata=_metadata(fresh))
