@@ -33,7 +33,7 @@ MODELS = {
 @pytest.fixture(scope="module")
 def fakes(loop_thread: LoopThread) -> Iterator[tuple[FakeTorchServe, FakeTorchServe]]:
     main = FakeTorchServe(MODELS)
-    other = FakeTorchServe({"other": FakeModel(), "sleepy": FakeModel(delay_s=0.5)})
+    other = FakeTorchServe({"other": FakeModel(), "sleepy": FakeModel(delay_s=2.0)})
     loop_thread.run(main.start())
     loop_thread.run(other.start())
     yield main, other
@@ -124,7 +124,8 @@ def test_past_the_in_flight_bound_a_model_is_shed_at_once(client: ExplainerClien
     with pytest.raises(grpc.RpcError) as info:
         client.explain(png_bytes(), ["sleepy"])
     holder.join()
-    assert elapsed < 0.2 and codes(response) == {"sleepy": 8, "fast": 0}
+    # Shed at once: well before the 2 s the holder keeps the only slot (margin for a loaded CPU).
+    assert elapsed < 1.0 and codes(response) == {"sleepy": 8, "fast": 0}
     assert "bound 1" in response.results[0].status.message
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
