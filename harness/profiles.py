@@ -106,9 +106,9 @@ QUICK = Profile(
     entries=(
         _quick("resnet18", epochs=12, lr=1e-3),
         _quick("resnet34", epochs=12, lr=1e-3),
-        _quick("resnet50", epochs=16, lr=1e-3, zero_init_residual=True),
+        _quick("resnet50", epochs=20, lr=1e-3, zero_init_residual=True),
         _quick("vgg16_bn", epochs=5, lr=1e-4),
-        _quick("vit_s16", epochs=15, lr=2e-4, weight_decay=0.05, warmup_epochs=2),
+        _quick("vit_s16", epochs=12, lr=5e-5, weight_decay=0.05, warmup_epochs=2),
     ),
     phantom=PhantomRecipe(n=1200, size=96, seed=0),
 )

@@ -177,7 +177,8 @@ def _setup(config: TrainConfig, images: TrainImages) -> _Run:
 def _log_start(run: _Run) -> None:
     config, init = run.config, run.init
     if init.path is None:
-        log.info("%s: training from scratch (no local ImageNet weights)", config.arch)
+        why = "no ImageNet weights found locally" if config.weight_dirs else "no weights given"
+        log.info("%s: training from scratch (%s)", config.arch, why)
     else:
         head = "head too" if init.head_loaded else "fresh 2-class head"
         log.info("%s: starting from local weights %s (%s)", config.arch, init.path, head)
@@ -195,9 +196,8 @@ def _record_epoch(run: _Run, loss: float, val: Validation, seconds: float) -> No
     state.history.append({**entry, "val_auroc": val.auroc, "seconds": seconds})
     if state.improved(val.auroc, val.loss):
         state.best_epoch, state.best_auroc, state.best_loss = state.epoch, val.auroc, val.loss
-        state.best_weights = {
-            k: v.detach().clone() for k, v in run.runner.model.state_dict().items()
-        }
+        weights = run.runner.model.state_dict().items()
+        state.best_weights = {k: v.detach().to("cpu", copy=True) for k, v in weights}
         state.epochs_since_best = 0
     else:
         state.epochs_since_best += 1
