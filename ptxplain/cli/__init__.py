@@ -63,6 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    if not args.verbose:
+        # pylibjpeg-openjpeg logs one INFO line per encoded image (phantom, `make models`)
+        logging.getLogger("openjpeg").setLevel(logging.WARNING)
     try:
         return int(args._run(args))
     except PtxplainError as exc:

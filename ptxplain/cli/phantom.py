@@ -11,7 +11,6 @@ files. See docs/phantom.md.
 from __future__ import annotations
 
 import argparse
-import logging
 import time
 from pathlib import Path
 
@@ -51,8 +50,6 @@ def run(args: argparse.Namespace) -> int:
         confounder_fraction=args.confounder_fraction,
         compressed_fraction=args.compressed_fraction,
     )
-    if not args.verbose:
-        logging.getLogger("openjpeg").setLevel(logging.WARNING)  # one INFO line per image
     start = time.perf_counter()
     result = generate_phantom(
         config,
