@@ -20,11 +20,11 @@ from handlers.decode_dicom import decode_dicom_bytes, decode_dicom_dataset
 from handlers.image_types import (
     DecodedImage,
     DecodeLimits,
-    ImageFormat,
     IntensityMapping,
     check_pixel_count,
 )
 from ptxplain.errors import DecodeError, ImageTooLargeError, PtxplainError
+from ptxplain.image_format import ImageFormat, sniff_format
 
 __all__ = [
     "DecodeLimits",
@@ -36,28 +36,8 @@ __all__ = [
     "sniff_format",
 ]
 
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_JPEG_SOI = b"\xff\xd8\xff"
-_DICOM_MAGIC = b"DICM"
-_DICOM_MAGIC_OFFSET = 128
 _PILLOW_FORMAT = {"png": "PNG", "jpeg": "JPEG"}
 _SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N", "I"})
-
-
-def sniff_format(data: bytes) -> ImageFormat:
-    """The image format from its magic bytes; :class:`DecodeError` for anything else."""
-    if not data:
-        raise DecodeError("empty body")
-    if data.startswith(_PNG_SIGNATURE):
-        return "png"
-    if data.startswith(_JPEG_SOI):
-        return "jpeg"
-    if data[_DICOM_MAGIC_OFFSET : _DICOM_MAGIC_OFFSET + 4] == _DICOM_MAGIC:
-        return "dicom"
-    raise DecodeError(
-        f"not a PNG, JPEG or DICOM image (first bytes: {bytes(data[:16]).hex(' ')}); "
-        "a DICOM file needs its 128-byte preamble and 'DICM'"
-    )
 
 
 def decode_image(data: bytes, *, limits: DecodeLimits) -> DecodedImage:

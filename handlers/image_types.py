@@ -9,6 +9,7 @@ import numpy as np
 from PIL import Image
 
 from ptxplain.errors import ConfigError, ImageTooLargeError
+from ptxplain.image_format import ImageFormat
 
 __all__ = [
     "LUMA",
@@ -19,7 +20,6 @@ __all__ = [
     "check_pixel_count",
 ]
 
-ImageFormat = Literal["png", "jpeg", "dicom"]
 # How source values were mapped to [0, 1].
 IntensityMapping = Literal["bit_depth", "window", "voi_lut", "min_max"]
 LUMA = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601, as Pillow's "L"

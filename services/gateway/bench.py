@@ -25,7 +25,6 @@ import functools
 import json
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import timeit
@@ -110,6 +109,8 @@ def _start_torchserve(
 
 
 def _start_gateway(ts_config: Any, root: Path) -> tuple[subprocess.Popen[bytes], str]:
+    from services.gateway.stack import gateway_command
+
     config = {
         "grpc_port": 0,
         "http_port": None,
@@ -124,14 +125,7 @@ def _start_gateway(ts_config: Any, root: Path) -> tuple[subprocess.Popen[bytes],
     }
     path = root / "gateway.yaml"
     path.write_text(yaml.safe_dump(config))
-    command = [
-        sys.executable,
-        "-c",
-        "import sys; from ptxplain.cli import main; sys.exit(main())",
-        "gateway",
-        "--config",
-        str(path),
-    ]
+    command = gateway_command(path)
     log = (root / "gateway.log").open("wb")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log)
     assert process.stdout is not None

@@ -2,9 +2,8 @@
 
 * the image: not empty, at most the configured cap (default 32 MiB; the message names the cap),
   and a PNG, JPEG or DICOM Part 10 by its magic bytes — so a wrong upload fails once, not once
-  per model. :func:`sniff_format` applies the handler's rule (``handlers.decode.sniff_format``;
-  a test holds the two to the same answers) without importing the handler's decoders: the
-  gateway runs without numpy, Pillow, pydicom or torch;
+  per model. :func:`~ptxplain.image_format.sniff_format` is the handler's own rule, from a
+  dependency-free module: the gateway runs without numpy, Pillow, pydicom or torch;
 * the models: every requested name must be served (else INVALID_ARGUMENT naming it); none
   requested = every ready model;
 * the options, turned into the handler's input keys (the handler validates their values).
@@ -15,7 +14,8 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from ptxplain.errors import DecodeError, ImageTooLargeError, InvalidInputError, InvalidOptionError
+from ptxplain.errors import ImageTooLargeError, InvalidInputError, InvalidOptionError
+from ptxplain.image_format import sniff_format
 from ptxplain.v1 import explainer_pb2 as epb
 from ptxplain.v1 import result_pb2 as pb
 from services.gateway.backend import encode_predictions_request
@@ -29,9 +29,6 @@ ENCODING_NAMES = {
     pb.MAP_ENCODING_PNG: "png",
 }
 MIB = 1024 * 1024
-_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_JPEG_SOI = b"\xff\xd8\xff"
-_DICOM_MAGIC, _DICOM_MAGIC_OFFSET = b"DICM", 128
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,20 +76,6 @@ class CallOptions:
         if self.logits_only:
             inputs["logits_only"] = "true"
         return {key: value.encode() for key, value in inputs.items()}
-
-
-def sniff_format(data: bytes) -> str:
-    """ "png", "jpeg" or "dicom" (Part 10: 128-byte preamble, then 'DICM') from magic bytes."""
-    if data.startswith(_PNG_SIGNATURE):
-        return "png"
-    if data.startswith(_JPEG_SOI):
-        return "jpeg"
-    if data[_DICOM_MAGIC_OFFSET : _DICOM_MAGIC_OFFSET + 4] == _DICOM_MAGIC:
-        return "dicom"
-    raise DecodeError(
-        f"not a PNG, JPEG or DICOM image (first bytes: {bytes(data[:16]).hex(' ')}); "
-        "a DICOM file needs its 128-byte preamble and 'DICM'"
-    )
 
 
 def check_image(image: bytes, max_bytes: int) -> str:

@@ -31,10 +31,15 @@ from ptxplain.errors import BackendError, ConfigError
 from services.torchserve import Ports, TorchServeConfig, TorchServeProcess, stop_pid_file
 from services.torchserve.process import check_ports_free, running_pid
 
-__all__ = ["DEFAULT_MODELS", "StackConfig", "deploy", "stop"]
+__all__ = ["DEFAULT_MODELS", "StackConfig", "deploy", "gateway_command", "stop"]
 
 DEFAULT_MODELS = ("resnet18", "vgg16_bn", "vit_s16", "densenet121", "efficientnet_b0")
 _GATEWAY_MAIN = "import sys; from ptxplain.cli import main; sys.exit(main())"
+
+
+def gateway_command(config_yaml: Path) -> list[str]:
+    """``ptxplain gateway --config FILE`` with this interpreter, no console script needed."""
+    return [sys.executable, "-c", _GATEWAY_MAIN, "gateway", "--config", str(config_yaml)]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,7 +165,7 @@ def _write_gateway_yaml(stack: StackConfig) -> None:
 
 def _spawn_gateway(stack: StackConfig) -> subprocess.Popen[bytes]:
     stack.gateway_log.parent.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-c", _GATEWAY_MAIN, "gateway", "--config", str(stack.gateway_yaml)]
+    command = gateway_command(stack.gateway_yaml)
     with stack.gateway_log.open("ab") as log_file:
         process = subprocess.Popen(
             command,

@@ -8,7 +8,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -21,6 +20,7 @@ import yaml
 from ptxplain.errors import ConfigError
 from services.gateway import ExplainerClient, Gateway, TlsConfig, create_server
 from services.gateway.runner import HttpServer
+from services.gateway.stack import gateway_command
 from tests.gateway.conftest import LoopThread
 from tests.gateway.fakes import FakeMetadata, FakeModel, FakeTorchServe, gateway_config, png_bytes
 
@@ -95,14 +95,7 @@ def test_gateway_process_stops_on_sigterm(tmp_path: Path) -> None:
         ],
     }
     (tmp_path / "gateway.yaml").write_text(yaml.safe_dump(config))
-    command = [
-        sys.executable,
-        "-c",
-        "import sys; from ptxplain.cli import main; sys.exit(main())",
-        "gateway",
-        "--config",
-        str(tmp_path / "gateway.yaml"),
-    ]
+    command = gateway_command(tmp_path / "gateway.yaml")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None

@@ -7,13 +7,15 @@ test) so tests can check that nothing identifying leaks into records, reports or
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
+from harness.dataset import Dataset, ReadOptions, open_dataset
 from harness.dicom_io import DicomIdentity, build_radiograph, derived_uid, write_dicom
 
-__all__ = ["PATIENT_NAME", "write_csv", "write_dicom_file"]
+__all__ = ["PATIENT_NAME", "read_dataset", "skips_by_reason", "write_csv", "write_dicom_file"]
 
 PATIENT_NAME = "Doe^Jane"
 
@@ -45,3 +47,16 @@ def write_dicom_file(
 def write_csv(path: Path, lines: list[str], header: str = "ImageId, EncodedPixels") -> Path:
     path.write_text("\n".join([header, *lines]) + "\n", encoding="ascii")
     return path
+
+
+def read_dataset(root: Path, tmp_path: Path, **options: Any) -> Dataset:
+    """``open_dataset`` with its pseudonym key and split file kept under ``tmp_path/state``."""
+    return open_dataset(root, ReadOptions(state_dir=tmp_path / "state", **options))
+
+
+def skips_by_reason(dataset: Dataset) -> dict[str, list[str]]:
+    """The summary's skipped files, ``"path: detail"`` per reason."""
+    found: dict[str, list[str]] = {}
+    for item in dataset.summary.skipped:
+        found.setdefault(item.reason.value, []).append(f"{item.path}: {item.detail}")
+    return found

@@ -8,22 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from harness.dataset import Dataset, ReadOptions, open_dataset
+from harness.dataset import Dataset
 from harness.phantom import PhantomResult
 from harness.png_layout import write_png_layout
 from ptxplain.errors import InvalidInputError
-from tests.harness.data_factory import write_dicom_file
-
-
-def _read(root: Path, tmp_path: Path, **options) -> Dataset:
-    return open_dataset(root, ReadOptions(state_dir=tmp_path / "state", **options))
-
-
-def _skips(dataset: Dataset) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    for item in dataset.summary.skipped:
-        found.setdefault(item.reason.value, []).append(f"{item.path}: {item.detail}")
-    return found
+from tests.harness.data_factory import read_dataset, skips_by_reason, write_dicom_file
 
 
 def _png(path: Path, array: np.ndarray) -> Path:
@@ -41,11 +30,11 @@ def _groups(dataset: Dataset) -> set[frozenset[str]]:
 
 def test_phantom_to_png_round_trip(tmp_path: Path, phantom_set: tuple[Path, PhantomResult]) -> None:
     root, _ = phantom_set
-    source = _read(root, tmp_path)
+    source = read_dataset(root, tmp_path)
     labels_csv = write_png_layout(source, tmp_path / "png")
     assert labels_csv.read_text().startswith("image,label,patient\n")
     assert "PHANTOM-" not in labels_csv.read_text()  # pseudonyms only
-    converted = _read(tmp_path / "png", tmp_path / "other")
+    converted = read_dataset(tmp_path / "png", tmp_path / "other")
     assert converted.summary.layout == "png" and converted.summary.skipped == ()
     assert [r.image_id for r in converted.records] == [r.image_id for r in source.records]
     for a, b in zip(source.records, converted.records, strict=True):
@@ -73,7 +62,7 @@ def test_png_layout_reads_labels_masks_and_patients(tmp_path: Path) -> None:
     root = _png_folder(
         tmp_path, "new_filename,has_pneumo,PatientID\na.png,1,X\nb.png,0,X\nc,false,Y\n"
     )
-    dataset = _read(root, tmp_path)
+    dataset = read_dataset(root, tmp_path)
     records = dataset.by_id()
     assert sorted(records) == ["a", "b", "c"] and dataset.summary.skipped == ()
     assert records["a"].mask_pixels == 6 and records["a"].load_mask()[1:3, 2:5].all()
@@ -83,9 +72,9 @@ def test_png_layout_reads_labels_masks_and_patients(tmp_path: Path) -> None:
 
 def test_png_layout_bad_rows_and_unlisted_images(tmp_path: Path) -> None:
     csv_text = "image,label\na.png,maybe\nb.png,0\nb.png,1\nzzz.png,0\n"
-    dataset = _read(_png_folder(tmp_path, csv_text), tmp_path)
+    dataset = read_dataset(_png_folder(tmp_path, csv_text), tmp_path)
     assert sorted(dataset.by_id()) == ["b"]
-    skips = _skips(dataset)
+    skips = skips_by_reason(dataset)
     assert any("line 2" in m and "'maybe'" in m for m in skips["malformed-row"])
     assert any("line 4" in m for m in skips["duplicate-id"])
     assert any("line 5: no file images/zzz.png" in m for m in skips["no-image"])
@@ -98,18 +87,18 @@ def test_png_layout_missing_or_headerless_csv(tmp_path: Path) -> None:
     with pytest.raises(
         InvalidInputError, match=r"labels\.csv line 1: no column named any of image"
     ):
-        _read(root, tmp_path)
+        read_dataset(root, tmp_path)
     (root / "labels.csv").unlink()
     with pytest.raises(InvalidInputError, match="no labels CSV"):
-        _read(root, tmp_path)
+        read_dataset(root, tmp_path)
 
 
 def test_png_layout_mask_contradictions(tmp_path: Path) -> None:
     root = _png_folder(tmp_path, "image,label\na.png,0\nb.png,1\nc.png,1\n")
     _png(root / "masks" / "c.png", np.zeros((5, 8)))
-    dataset = _read(root, tmp_path)
+    dataset = read_dataset(root, tmp_path)
     assert not dataset.records
-    messages = "\n".join(_skips(dataset)["mask-mismatch"])
+    messages = "\n".join(skips_by_reason(dataset)["mask-mismatch"])
     assert "label 0 but the mask has 6 pixels" in messages
     assert "label 1 but the mask is empty" in messages
     assert "mask is 5x8, image is 6x8" in messages
@@ -131,7 +120,7 @@ def _folders(tmp_path: Path) -> Path:
 
 
 def test_folder_layout(tmp_path: Path) -> None:
-    dataset = _read(_folders(tmp_path), tmp_path)
+    dataset = read_dataset(_folders(tmp_path), tmp_path)
     records = dataset.by_id()
     assert sorted(records) == ["n1", "n2", "p1", "p2"]
     assert [int(records[i].label) for i in ("n1", "n2", "p1", "p2")] == [0, 0, 1, 1]
@@ -145,12 +134,12 @@ def test_folder_layout(tmp_path: Path) -> None:
 
 def test_folder_layout_strict_mode_fails_on_the_first_problem(tmp_path: Path) -> None:
     with pytest.raises(InvalidInputError, match=r"broken.png: unreadable image"):
-        _read(_folders(tmp_path), tmp_path, strict=True)
+        read_dataset(_folders(tmp_path), tmp_path, strict=True)
 
 
 def test_unknown_layout_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(InvalidInputError, match="unrecognised layout"):
-        _read(tmp_path / "empty", tmp_path)
+        read_dataset(tmp_path / "empty", tmp_path)
     with pytest.raises(InvalidInputError, match="no such data folder"):
-        _read(tmp_path / "missing", tmp_path)
+        read_dataset(tmp_path / "missing", tmp_path)

@@ -9,10 +9,16 @@ import numpy as np
 import pytest
 from pydicom.uid import RLELossless
 
-from harness.dataset import Dataset, ReadOptions, RleChoice, SkipReason, open_dataset
+from harness.dataset import RleChoice, SkipReason
 from harness.siim import read_label_csv
 from ptxplain.errors import InvalidInputError
-from tests.harness.data_factory import PATIENT_NAME, write_csv, write_dicom_file
+from tests.harness.data_factory import (
+    PATIENT_NAME,
+    read_dataset,
+    skips_by_reason,
+    write_csv,
+    write_dicom_file,
+)
 from tests.harness.test_rle import ABSOLUTE_TEXT, MASK, RELATIVE_TEXT
 
 # Two regions of one 4x5 image, each in both encodings; their union is MASK plus pixel 0.
@@ -33,17 +39,6 @@ def _folder(tmp_path: Path, lines: list[str], *, csv_name: str = "train-rle.csv"
     return root
 
 
-def _read(root: Path, tmp_path: Path, **options) -> Dataset:
-    return open_dataset(root, ReadOptions(state_dir=tmp_path / "state", **options))
-
-
-def _skips(dataset: Dataset) -> dict[str, list[str]]:
-    found: dict[str, list[str]] = {}
-    for item in dataset.summary.skipped:
-        found.setdefault(item.reason.value, []).append(f"{item.path}: {item.detail}")
-    return found
-
-
 GOOD_STAGE1 = [
     f"9.1.1, {REGION_A['relative']}",
     "9.1.2, -1",
@@ -53,7 +48,7 @@ GOOD_STAGE1 = [
 
 
 def test_stage1_labels_merged_masks_and_pseudonyms(tmp_path: Path) -> None:
-    dataset = _read(_folder(tmp_path, GOOD_STAGE1), tmp_path)
+    dataset = read_dataset(_folder(tmp_path, GOOD_STAGE1), tmp_path)
     records = dataset.by_id()
     assert sorted(records) == ["9.1.1", "9.1.2", "9.1.3"]
     assert [int(records[i].label) for i in ("9.1.1", "9.1.2", "9.1.3")] == [1, 0, 0]
@@ -70,7 +65,7 @@ def test_stage1_labels_merged_masks_and_pseudonyms(tmp_path: Path) -> None:
 
 
 def test_records_survive_pickling_for_dataloader_workers(tmp_path: Path) -> None:
-    record = _read(_folder(tmp_path, GOOD_STAGE1), tmp_path).by_id()["9.1.1"]
+    record = read_dataset(_folder(tmp_path, GOOD_STAGE1), tmp_path).by_id()["9.1.1"]
     copy = pickle.loads(pickle.dumps(record))
     assert copy == record and np.array_equal(copy.load_mask(), UNION)
 
@@ -83,14 +78,14 @@ def test_header_without_space_and_stage2_absolute(tmp_path: Path) -> None:
         "9.1.3,-1",
     ]
     root = _folder(tmp_path, lines, csv_name="stage_2_train.csv", header="ImageId,EncodedPixels")
-    dataset = _read(root, tmp_path)
+    dataset = read_dataset(root, tmp_path)
     assert dataset.summary.rle_encoding == "absolute"
     assert np.array_equal(dataset.by_id()["9.1.1"].load_mask(), UNION)
 
 
 def test_auto_detects_relative_in_a_stage2_named_file(tmp_path: Path) -> None:
     root = _folder(tmp_path, [f"9.1.1,{RELATIVE_TEXT}"], csv_name="stage_2_train.csv")
-    dataset = _read(root, tmp_path)
+    dataset = read_dataset(root, tmp_path)
     assert dataset.summary.rle_encoding == "relative"
     assert "fit only relative" in (dataset.summary.rle_reason or "")
     assert np.array_equal(dataset.by_id()["9.1.1"].load_mask(), MASK)
@@ -98,25 +93,25 @@ def test_auto_detects_relative_in_a_stage2_named_file(tmp_path: Path) -> None:
 
 def test_forced_wrong_encoding_skips_with_file_and_line(tmp_path: Path) -> None:
     root = _folder(tmp_path, [f"9.1.1, {ABSOLUTE_TEXT}", "9.1.2, -1", "9.1.3, -1"])
-    dataset = _read(root, tmp_path, rle=RleChoice.RELATIVE)
+    dataset = read_dataset(root, tmp_path, rle=RleChoice.RELATIVE)
     assert dataset.summary.rle_reason == "forced by --rle"
     assert "9.1.1" not in dataset.by_id()
-    (message,) = _skips(dataset)["bad-rle"]
+    (message,) = skips_by_reason(dataset)["bad-rle"]
     assert "train-rle.csv" in message and "line 2" in message and "past the end" in message
-    assert _read(root, tmp_path, rle=RleChoice.ABSOLUTE).by_id()["9.1.1"].mask_pixels == 6
+    assert read_dataset(root, tmp_path, rle=RleChoice.ABSOLUTE).by_id()["9.1.1"].mask_pixels == 6
 
 
 def test_missing_csv_is_an_error(tmp_path: Path) -> None:
     root = _folder(tmp_path, [])
     (root / "train-rle.csv").unlink()
     with pytest.raises(InvalidInputError, match="no label CSV"):
-        _read(root, tmp_path, layout="siim")
+        read_dataset(root, tmp_path, layout="siim")
 
 
 def test_csv_without_the_columns_is_an_error(tmp_path: Path) -> None:
     root = _folder(tmp_path, ["9.1.1,-1"], header="Image,Pixels")
     with pytest.raises(InvalidInputError, match=r"train-rle.csv line 1: header .* lacks ImageId"):
-        _read(root, tmp_path)
+        read_dataset(root, tmp_path)
 
 
 @pytest.mark.parametrize(
@@ -135,35 +130,35 @@ def test_bad_rows_skip_the_image_and_name_file_and_line(
     tmp_path: Path, line: str, reason: str, detail: str
 ) -> None:
     root = _folder(tmp_path, [line, "9.1.2, -1", "9.1.3, -1"])
-    dataset = _read(root, tmp_path)
+    dataset = read_dataset(root, tmp_path)
     assert sorted(dataset.by_id()) == ["9.1.2", "9.1.3"]
-    messages = _skips(dataset)[reason]
+    messages = skips_by_reason(dataset)[reason]
     assert any("train-rle.csv" in m and detail in m for m in messages), messages
     with pytest.raises(InvalidInputError, match=r"train-rle\.csv"):
-        _read(root, tmp_path, strict=True)
+        read_dataset(root, tmp_path, strict=True)
 
 
 def test_a_bad_second_row_drops_the_whole_image(tmp_path: Path) -> None:
     """A merged mask missing one region would be silently wrong; the image is skipped."""
     root = _folder(tmp_path, [f"9.1.1, {REGION_A['relative']}", "9.1.1, 4 2 9", "9.1.2, -1"])
-    dataset = _read(root, tmp_path)
+    dataset = read_dataset(root, tmp_path)
     assert "9.1.1" not in dataset.by_id()
-    assert any("line 3" in m for m in _skips(dataset)["bad-rle"])
+    assert any("line 3" in m for m in skips_by_reason(dataset)["bad-rle"])
 
 
 def test_minus_one_mixed_with_rle_is_a_conflict(tmp_path: Path) -> None:
     root = _folder(tmp_path, [f"9.1.1, {RELATIVE_TEXT}", "9.1.1, -1", "9.1.2, -1", "9.1.3, -1"])
-    dataset = _read(root, tmp_path)
+    dataset = read_dataset(root, tmp_path)
     assert "9.1.1" not in dataset.by_id()
-    (message,) = _skips(dataset)["conflicting-rows"]
+    (message,) = skips_by_reason(dataset)["conflicting-rows"]
     assert "lines 2, 3" in message
 
 
 def test_imageid_without_dicom_and_dicom_without_row(tmp_path: Path) -> None:
     root = _folder(tmp_path, ["9.1.1, -1", "9.1.9, -1", "9.1.2, -1"])
-    dataset = _read(root, tmp_path)
+    dataset = read_dataset(root, tmp_path)
     assert sorted(dataset.by_id()) == ["9.1.1", "9.1.2"]
-    skips = _skips(dataset)
+    skips = skips_by_reason(dataset)
     assert skips["no-image"] == [f"{root / 'train-rle.csv'}: line 3: no DICOM for ImageId 9.1.9"]
     assert skips["no-label-row"] == [f"{root / '9.1.3.dcm'}: no row in train-rle.csv"]
     assert dataset.summary.skip_counts() == {"no-image": 1, "no-label-row": 1}
@@ -178,9 +173,9 @@ def test_corrupt_dicom_is_a_counted_skip(tmp_path: Path, content: bytes) -> None
     root = _folder(tmp_path, GOOD_STAGE1)
     bad = root / "train" / "broken.dcm"
     bad.write_bytes(content)
-    dataset = _read(root, tmp_path)
+    dataset = read_dataset(root, tmp_path)
     assert len(dataset.records) == 3
-    (message,) = _skips(dataset)[SkipReason.CORRUPT_IMAGE.value]
+    (message,) = skips_by_reason(dataset)[SkipReason.CORRUPT_IMAGE.value]
     assert message.startswith(str(bad))
 
 
@@ -188,16 +183,16 @@ def test_truncated_copy_of_a_real_file(tmp_path: Path) -> None:
     root = _folder(tmp_path, GOOD_STAGE1)
     good = (root / "9.1.3.dcm").read_bytes()
     (root / "9.1.3.dcm").write_bytes(good[:200])
-    dataset = _read(root, tmp_path)
+    dataset = read_dataset(root, tmp_path)
     assert "9.1.3" not in dataset.by_id()
-    assert "corrupt-image" in _skips(dataset)
+    assert "corrupt-image" in skips_by_reason(dataset)
 
 
 def test_duplicate_sop_instance_uid(tmp_path: Path) -> None:
     root = _folder(tmp_path, GOOD_STAGE1)
     write_dicom_file(root / "zz" / "copy.dcm", sop_uid="9.1.2", patient_id="B")
-    dataset = _read(root, tmp_path)
-    (message,) = _skips(dataset)["duplicate-id"]
+    dataset = read_dataset(root, tmp_path)
+    (message,) = skips_by_reason(dataset)["duplicate-id"]
     assert "copy.dcm" in message and "9.1.2.dcm" in message
     assert dataset.by_id()["9.1.2"].path.name == "9.1.2.dcm"
 
@@ -206,7 +201,7 @@ def test_imageid_may_be_the_file_stem(tmp_path: Path) -> None:
     root = tmp_path / "data"
     write_dicom_file(root / "stem-name.dcm", sop_uid="1.2.3.4")
     write_csv(root / "train-rle.csv", ["stem-name, 0 1"])
-    (record,) = _read(root, tmp_path).records
+    (record,) = read_dataset(root, tmp_path).records
     assert record.image_id == "stem-name" and record.mask_pixels == 1
 
 
