@@ -27,9 +27,9 @@ import zipfile
 from pathlib import Path
 from typing import Any, Literal
 
-from handlers.model_meta import META_FILENAME, ModelMeta
-from handlers.registry import ArchSpec, get_spec, list_specs
 from ptxplain.errors import ConfigError, WeightsError
+from ptxplain.models.meta import META_FILENAME, ModelMeta
+from ptxplain.models.registry import ArchSpec, get_spec, list_specs
 
 __all__ = [
     "ENTRY_FILENAME",
@@ -129,7 +129,7 @@ def _expected_shapes(spec: ArchSpec, input_size: int) -> dict[str, tuple[int, ..
 
 def _checkpoint_shapes(path: Path, arch: str) -> dict[str, tuple[int, ...]]:
     if path.suffix != ".safetensors":
-        from handlers.weights import load_state_dict
+        from ptxplain.models.weights import load_state_dict
 
         return {k: tuple(v.shape) for k, v in load_state_dict(path, arch).items()}
     from safetensors import safe_open
@@ -190,7 +190,7 @@ def _stage_checkpoint(spec: ArchSpec, source: WeightsSource, staging: Path) -> M
 def _convert_to_safetensors(source: Path, target: Path, arch: str) -> None:
     from safetensors.torch import save_file
 
-    from handlers.weights import load_state_dict
+    from ptxplain.models.weights import load_state_dict
 
     state = {k: v.contiguous() for k, v in load_state_dict(source, arch).items()}
     save_file(state, str(target))
@@ -199,7 +199,7 @@ def _convert_to_safetensors(source: Path, target: Path, arch: str) -> None:
 def _stage_random_init(spec: ArchSpec, source: WeightsSource, staging: Path) -> ModelMeta:
     import torch
 
-    from handlers.weights import save_weights
+    from ptxplain.models.weights import save_weights
 
     size = source.input_size or spec.input_size
     torch.manual_seed(source.seed)

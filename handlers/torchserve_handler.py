@@ -21,15 +21,6 @@ from typing import Any
 
 import torch
 
-from handlers.decode import DecodeLimits, decode_image
-from handlers.engine import Explanation, ExplanationEngine, Target
-from handlers.maps import scaled_map
-from handlers.model_meta import META_FILENAME, ModelMeta
-from handlers.options import DATA_KEYS, RequestOptions, parse_options
-from handlers.preprocess import Geometry, geometry_to_proto, letterbox, to_model_input
-from handlers.registry import model_stats
-from handlers.result_codec import encode_map, error_status, ok_status
-from handlers.weights import build_with_weights
 from ptxplain.errors import (
     ConfigError,
     DecodeError,
@@ -37,6 +28,15 @@ from ptxplain.errors import (
     InvalidOptionError,
     PtxplainError,
 )
+from ptxplain.explain.engine import Explanation, ExplanationEngine, Target
+from ptxplain.explain.maps import scaled_map
+from ptxplain.explain.options import DATA_KEYS, RequestOptions, parse_options
+from ptxplain.explain.result_codec import encode_map, error_status, ok_status
+from ptxplain.imaging.decode import DecodeLimits, decode_image
+from ptxplain.imaging.preprocess import Geometry, geometry_to_proto, letterbox, to_model_input
+from ptxplain.models.meta import META_FILENAME, ModelMeta
+from ptxplain.models.registry import model_stats
+from ptxplain.models.weights import build_with_weights
 from ptxplain.v1 import result_pb2 as pb
 
 __all__ = ["CONTENT_TYPE", "HandlerConfig", "PtxplainHandler"]

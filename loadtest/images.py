@@ -1,6 +1,6 @@
 """The images a load test sends: synthetic radiographs, or the files of a folder.
 
-* synthetic (the default): ``count`` phantom chest radiographs (harness/phantom.py, DICOM as the
+* synthetic (the default): ``count`` phantom chest radiographs (harness/phantom/generate.py, DICOM as the
   phantom writes them: some JPEG 2000 / RLE compressed) of ``size`` x ``size`` pixels, each
   sent as the formats in ``formats`` in turn (PNG: the displayed pixels, 8 bits);
 * a folder of .png / .jpg / .jpeg / .dcm files, sent as they are (sorted, the first ``count``);
@@ -56,8 +56,8 @@ def _png(pixels: np.ndarray) -> bytes:
 
 
 def _synthetic(settings: ImageSettings) -> list[TestImage]:
-    from harness.dicom_io import read_image_pixels
-    from harness.phantom import PhantomConfig, generate_phantom
+    from harness.data.dicom_io import read_image_pixels
+    from harness.phantom.generate import PhantomConfig, generate_phantom
 
     config = PhantomConfig(n=settings.count, seed=settings.seed, size=settings.size)
     images: list[TestImage] = []
@@ -72,8 +72,8 @@ def _synthetic(settings: ImageSettings) -> list[TestImage]:
 
 
 def _split_paths(folder: Path, split: str) -> list[Path]:
-    from harness.dataset import ReadOptions, open_dataset
-    from harness.split import SPLITS, load_or_create_split
+    from harness.data.dataset import ReadOptions, open_dataset
+    from harness.data.split import SPLITS, load_or_create_split
 
     if split not in SPLITS:
         raise ConfigError(f"images.split must be one of {SPLITS}, got {split!r}")
@@ -83,7 +83,7 @@ def _split_paths(folder: Path, split: str) -> list[Path]:
 
 
 def _folder(settings: ImageSettings, folder: Path) -> list[TestImage]:
-    from harness.split import SPLIT_FILENAME
+    from harness.data.split import SPLIT_FILENAME
 
     if not folder.is_dir():
         raise ConfigError(f"images.folder {folder} is not a folder")

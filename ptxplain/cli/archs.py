@@ -19,7 +19,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _row(spec, with_stats: bool) -> dict:
-    from handlers.registry import model_stats
+    from ptxplain.models.registry import model_stats
 
     row = {k: v for k, v in dataclasses.asdict(spec).items() if k != "builder"}
     if with_stats:
@@ -28,7 +28,7 @@ def _row(spec, with_stats: bool) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from handlers.registry import list_specs
+    from ptxplain.models.registry import list_specs
 
     rows = [_row(spec, not args.no_stats) for spec in list_specs()]
     if args.json:

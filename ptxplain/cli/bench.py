@@ -1,7 +1,7 @@
 """Benchmarks that print side-by-side ratios (benchmarks, not timed tests).
 
   ptxplain bench gateway  gateway end-to-end vs in-process engine vs TorchServe alone, the
-                          gateway's own time and bytes (services/gateway/bench.py; --archs
+                          gateway's own time and bytes (harness/bench/gateway.py; --archs
                           'all' = the deploy set; --size default 224, --batches unused)
   ptxplain bench engine   per architecture: plain inference_mode forward, stock pytorch-grad-cam
                           (full backward) and ptxplain's engine (backward to the target layer
@@ -37,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _specs(selection: str) -> list:
-    from handlers.registry import get_spec, list_specs
+    from ptxplain.models.registry import get_spec, list_specs
 
     if selection == "all":
         return list_specs()
@@ -48,14 +48,14 @@ def _specs(selection: str) -> list:
 
 def run(args: argparse.Namespace) -> int:
     if args.suite == "gateway":
-        from services.gateway.bench import run_gateway_cli
+        from harness.bench.gateway import run_gateway_cli
 
         return run_gateway_cli(args)
     import dataclasses
 
     import torch
 
-    from handlers.bench import bench_arch, summarize
+    from harness.bench.engine import bench_arch, summarize
 
     torch.set_num_threads(args.threads)
     batches = [int(b) for b in args.batches.split(",")]

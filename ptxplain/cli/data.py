@@ -30,9 +30,11 @@ def _read_options(parser: argparse.ArgumentParser) -> None:
         help="default: detect",
     )
     parser.add_argument(
-        "--rle", default="auto", choices=("auto", "relative", "absolute"),
+        "--rle",
+        default="auto",
+        choices=("auto", "relative", "absolute"),
         help="RLE encoding of the SIIM CSV (default: detect from all rows)",
-    )  # fmt: skip
+    )
     parser.add_argument("--csv", type=Path, help="the label CSV (default: found in DIR)")
     parser.add_argument("--strict", action="store_true", help="fail on the first bad file or row")
     parser.add_argument(
@@ -49,16 +51,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _read_options(split)
     split.add_argument("--seed", type=int, help="shuffle seed (default 0 for a new split)")
     split.add_argument(
-        "--fractions", type=float, nargs=3, metavar=("TRAIN", "VAL", "TEST"),
+        "--fractions",
+        type=float,
+        nargs=3,
+        metavar=("TRAIN", "VAL", "TEST"),
         help="image fractions (default 0.7 0.15 0.15 for a new split)",
-    )  # fmt: skip
+    )
     to_png = actions.add_parser("to-png", help="convert to the PNG layout")
     _read_options(to_png)
     to_png.add_argument("--out", type=Path, required=True, help="an empty or missing folder")
 
 
 def _open(args: argparse.Namespace) -> Any:
-    from harness.dataset import ReadOptions, RleChoice, open_dataset
+    from harness.data.dataset import ReadOptions, RleChoice, open_dataset
 
     options = ReadOptions(
         layout=args.layout,
@@ -114,7 +119,7 @@ def _inspect(args: argparse.Namespace) -> int:
 
 
 def _split(args: argparse.Namespace) -> int:
-    from harness.split import SPLIT_FILENAME, SplitConfig, load_or_create_split
+    from harness.data.split import SPLIT_FILENAME, SplitConfig, load_or_create_split
 
     dataset = _open(args)
     config = None
@@ -126,13 +131,15 @@ def _split(args: argparse.Namespace) -> int:
         f"{state_dir / SPLIT_FILENAME}: seed {split.config.seed}, fractions {split.config.fractions}"
     )
     for name, counts in split.counts(dataset).items():
-        print(f"  {name:<5} {counts['images']:>6} images {counts['patients']:>6} patients "
-              f"{counts['positive']:>6} positive")  # fmt: skip
+        print(
+            f"  {name:<5} {counts['images']:>6} images {counts['patients']:>6} patients "
+            f"{counts['positive']:>6} positive"
+        )
     return 0
 
 
 def _to_png(args: argparse.Namespace) -> int:
-    from harness.png_layout import write_png_layout
+    from harness.data.png_layout import write_png_layout
 
     dataset = _open(args)
     print(write_png_layout(dataset, args.out, show=True))

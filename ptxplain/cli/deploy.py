@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from services.gateway.stack import StackConfig
+    from services.stack import StackConfig
 
 NAME = "deploy"
 HELP = "start TorchServe + the gateway in the background (see `ptxplain stop`)"
@@ -60,13 +60,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _default_models() -> tuple[str, ...]:
-    from services.gateway.stack import DEFAULT_MODELS
+    from services.stack import DEFAULT_MODELS
 
     return DEFAULT_MODELS
 
 
 def stack_config(args: argparse.Namespace) -> StackConfig:
-    from services.gateway.stack import StackConfig
+    from services.stack import StackConfig
     from services.torchserve import Ports
 
     if not hasattr(args, "model_store"):  # `ptxplain stop`: only the run folder matters
@@ -93,7 +93,7 @@ def stack_config(args: argparse.Namespace) -> StackConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from services.gateway.stack import deploy
+    from services.stack import deploy
 
     endpoints = deploy(stack_config(args), say=lambda line: print(line, flush=True))
     print(json.dumps(endpoints, indent=2))

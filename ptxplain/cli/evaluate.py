@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from harness.evaluate import CatalogClient, EvaluateConfig, EvaluationOutcome
+    from harness.evaluate.run import CatalogClient, EvaluateConfig, EvaluationOutcome
 
 NAME = "evaluate"
 HELP = "replay the test split through the gateway and write the study's metrics and report"
@@ -44,14 +44,31 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--max-failures", type=int, default=20, help="stop after N failed requests in a row")
     add("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     add("--seed", type=int, default=0, help="bootstrap seed (default 0)")
-    add("--loadtest-dir", type=Path, default=Path("reports/loadtest"),
-        help="folder of Locust *_stats.csv files to include (default reports/loadtest)")  # fmt: skip
-    add("--robustness-images", type=int, default=0,
-        help="positives re-sent with small perturbations for map stability (default 0: off)")  # fmt: skip
-    add("--agreement-images", type=int, default=100,
-        help="positives whose maps are compared between models (default 100)")  # fmt: skip
-    add("--sanity", action="append", default=[], metavar="MODEL=WEIGHTS",
-        help="run the model-randomization check in-process on these weights (repeatable)")  # fmt: skip
+    add(
+        "--loadtest-dir",
+        type=Path,
+        default=Path("reports/loadtest"),
+        help="folder of Locust *_stats.csv files to include (default reports/loadtest)",
+    )
+    add(
+        "--robustness-images",
+        type=int,
+        default=0,
+        help="positives re-sent with small perturbations for map stability (default 0: off)",
+    )
+    add(
+        "--agreement-images",
+        type=int,
+        default=100,
+        help="positives whose maps are compared between models (default 100)",
+    )
+    add(
+        "--sanity",
+        action="append",
+        default=[],
+        metavar="MODEL=WEIGHTS",
+        help="run the model-randomization check in-process on these weights (repeatable)",
+    )
     add("--sanity-images", type=int, default=4, help="images for --sanity (default 4)")
     add("--layout", default="auto", choices=("auto", "siim", "png", "folders"))
     add("--state-dir", type=Path, help="where the split file lives (default: --data)")
@@ -82,8 +99,8 @@ def _sanity(pairs: list[str]) -> tuple[tuple[str, Path], ...]:
 
 
 def _config(args: argparse.Namespace) -> EvaluateConfig:
-    from harness.dataset import ReadOptions
-    from harness.evaluate import EvaluateConfig
+    from harness.data.dataset import ReadOptions
+    from harness.evaluate.run import EvaluateConfig
     from ptxplain.errors import InvalidOptionError
 
     if not args.report_only and not args.gateway:
@@ -112,7 +129,7 @@ def _config(args: argparse.Namespace) -> EvaluateConfig:
 
 
 def _client(args: argparse.Namespace, models: tuple[str, ...]) -> CatalogClient:
-    from harness.gateway_client import GrpcGatewayClient, HttpGatewayClient
+    from harness.evaluate.client import GrpcGatewayClient, HttpGatewayClient
 
     kind = HttpGatewayClient if args.http else GrpcGatewayClient
     return kind(args.gateway, models, token=_token(args), timeout_s=args.timeout_s)
@@ -121,20 +138,25 @@ def _client(args: argparse.Namespace, models: tuple[str, ...]) -> CatalogClient:
 def _say(outcome: EvaluationOutcome, out: Path) -> None:
     replay = outcome.replay
     if replay is not None:
-        print(f"replayed {replay.stored} of {replay.sent} sent ({replay.already_done} already "
-              f"done), {replay.throughput:.2f} images/s", file=sys.stderr)  # fmt: skip
+        print(
+            f"replayed {replay.stored} of {replay.sent} sent ({replay.already_done} already "
+            f"done), {replay.throughput:.2f} images/s",
+            file=sys.stderr,
+        )
         if replay.aborted:
             print(f"stopped early: {replay.aborted}; rerun to resume", file=sys.stderr)
     missing = outcome.metrics["coverage"]["missing_by_model"]
     if any(missing.values()):
         listed = ", ".join(f"{m}: {n}" for m, n in missing.items() if n)
-        print(f"missing answers (of {outcome.metrics['coverage']['test_images']}): {listed}",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"missing answers (of {outcome.metrics['coverage']['test_images']}): {listed}",
+            file=sys.stderr,
+        )
     print(f"wrote {out / 'metrics.json'}, {out / 'per_image.csv'}, {out / 'report.html'}")
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.evaluate import evaluate
+    from harness.evaluate.run import evaluate
 
     config = _config(args)
     client = None if args.report_only else _client(args, config.models)

@@ -47,9 +47,9 @@ def run(args: argparse.Namespace) -> int:
     import grpc
 
     from ptxplain.errors import BackendError, ConfigError
+    from ptxplain.explain.overlay import write_outputs
     from ptxplain.v1 import explainer_pb2 as epb
     from services.gateway.client import ExplainerClient
-    from services.gateway.overlay import write_outputs
 
     try:
         image = args.image.read_bytes()

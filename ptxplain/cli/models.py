@@ -30,8 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.default_models import DefaultModelsPlan, archive_checkpoints, ensure_phantom
-    from harness.profiles import get_profile
+    from harness.train.default_models import DefaultModelsPlan, archive_checkpoints, ensure_phantom
+    from harness.train.profiles import get_profile
     from ptxplain.cli import main
 
     def say(line: str) -> None:

@@ -27,20 +27,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--positive-fraction", type=float, default=0.5, help="fraction with a pneumothorax (0.5)"
     )
     parser.add_argument(
-        "--confounder-fraction", type=float, default=0.0,
+        "--confounder-fraction",
+        type=float,
+        default=0.0,
         help="fraction of positives that also get a chest drain, outside the mask (0.0)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--compressed-fraction", type=float, default=0.3,
+        "--compressed-fraction",
+        type=float,
+        default=0.3,
         help="fraction saved as RLE Lossless / JPEG 2000 Lossless instead of native (0.3)",
-    )  # fmt: skip
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     from pydicom.uid import ExplicitVRLittleEndian
 
-    from harness.dataset import progress
-    from harness.phantom import PhantomConfig, generate_phantom
+    from harness.data.dataset import progress
+    from harness.phantom.generate import PhantomConfig, generate_phantom
 
     config = PhantomConfig(
         n=args.n,

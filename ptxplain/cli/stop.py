@@ -20,7 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from services.gateway.stack import stop
+    from services.stack import stop
 
     stopped = stop(stack_config(args))
     print(

@@ -29,9 +29,17 @@ log = logging.getLogger(__name__)
 
 # Flags a profile sets per architecture; given on the command line, they override it.
 _PROFILE_FIELDS = (
-    "input_size", "epochs", "batch_size", "lr", "weight_decay", "optimizer", "patience",
-    "warmup_epochs", "augment", "zero_init_residual",
-)  # fmt: skip
+    "input_size",
+    "epochs",
+    "batch_size",
+    "lr",
+    "weight_decay",
+    "optimizer",
+    "patience",
+    "warmup_epochs",
+    "augment",
+    "zero_init_residual",
+)
 
 
 def _what(parser: argparse.ArgumentParser) -> None:
@@ -40,9 +48,10 @@ def _what(parser: argparse.ArgumentParser) -> None:
     which.add_argument("--profile", help="train every model of a profile: quick or study")
     parser.add_argument("--data", type=Path, required=True, help="the data folder")
     parser.add_argument(
-        "--out", type=Path,
+        "--out",
+        type=Path,
         help="output folder (default checkpoints/ARCH; with --profile, the root: checkpoints)",
-    )  # fmt: skip
+    )
 
 
 def _hyperparameters(parser: argparse.ArgumentParser) -> None:
@@ -57,14 +66,16 @@ def _hyperparameters(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--warmup-epochs", type=int, help="linear warm-up epochs (1)")
     group.add_argument("--seed", type=int, default=0, help="random seed (0)")
     group.add_argument(
-        "--augment", action=argparse.BooleanOptionalAction,
+        "--augment",
+        action=argparse.BooleanOptionalAction,
         help="X-ray augmentation (default on; the quick profile: off)",
-    )  # fmt: skip
+    )
     group.add_argument("--hflip", action="store_true", help="add random horizontal flips")
     group.add_argument(
-        "--zero-init-residual", action=argparse.BooleanOptionalAction,
+        "--zero-init-residual",
+        action=argparse.BooleanOptionalAction,
         help="from scratch, start ResNet blocks as the identity (default off)",
-    )  # fmt: skip
+    )
 
 
 def _runtime(parser: argparse.ArgumentParser) -> None:
@@ -76,19 +87,26 @@ def _runtime(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--threads", type=int, help="torch CPU threads (default: all cores)")
     group.add_argument("--device", default="auto", help="auto (default), cpu, cuda or cuda:N")
     group.add_argument(
-        "--precision", default="auto", choices=("auto", "fp32", "bf16"),
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "bf16"),
         help="training arithmetic; auto = bf16 where the hardware has it, else fp32",
-    )  # fmt: skip
+    )
     group.add_argument("--resume", action="store_true", help="continue OUT/train-state.pt")
     group.add_argument("--overwrite", action="store_true", help="discard an earlier run in OUT")
     group.add_argument(
-        "--stop-after-epochs", type=int, metavar="N",
+        "--stop-after-epochs",
+        type=int,
+        metavar="N",
         help="stop once N epochs are done, leaving the run resumable",
-    )  # fmt: skip
+    )
     group.add_argument(
-        "--state-every", type=float, default=60.0, metavar="SECONDS",
+        "--state-every",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
         help="write OUT/train-state.pt after an epoch once this long has passed (60; 0: always)",
-    )  # fmt: skip
+    )
     group.add_argument("--no-progress", action="store_true", help="no progress bars")
     group.add_argument("--layout", default="auto", choices=("auto", "siim", "png", "folders"))
     group.add_argument(
@@ -103,10 +121,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _base_config(args: argparse.Namespace, arch: str, out: Path) -> Any:
-    from harness.dataset import ReadOptions
-    from harness.train_augment import AugmentConfig
-    from harness.train_pretrained import LocalWeightDirs
-    from harness.training import TrainConfig, resolve_device, resolve_precision
+    from harness.data.dataset import ReadOptions
+    from harness.train.augment import AugmentConfig
+    from harness.train.pretrained import LocalWeightDirs
+    from harness.train.run import TrainConfig, resolve_device, resolve_precision
 
     device = resolve_device(args.device)
     return TrainConfig(
@@ -135,7 +153,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run_arch(args: argparse.Namespace) -> int:
-    from harness.training import train
+    from harness.train.run import train
 
     base = _base_config(args, args.arch, args.out or Path("checkpoints") / args.arch)
     overrides = _overrides(args)
@@ -153,7 +171,7 @@ def _run_arch(args: argparse.Namespace) -> int:
 
 
 def _run_profile(args: argparse.Namespace) -> int:
-    from harness.profiles import get_profile, profile_configs, run_profile
+    from harness.train.profiles import get_profile, profile_configs, run_profile
     from ptxplain.errors import InvalidOptionError
 
     profile = get_profile(args.profile)

@@ -64,7 +64,7 @@ class CallOptions:
         )
 
     def handler_inputs(self) -> dict[str, bytes]:
-        """The handler's option keys (handlers/options.py), as gRPC input-map bytes."""
+        """The handler's option keys (ptxplain/explain/options.py), as gRPC input-map bytes."""
         inputs: dict[str, str] = {}
         if self.methods:
             inputs["methods"] = ",".join(self.methods)

@@ -49,7 +49,7 @@ PROTOBUF_CONTENT_TYPE = "application/x-protobuf"
 
 @dataclasses.dataclass(frozen=True)
 class PredictOptions:
-    """Request options; None leaves the handler's default (see handlers/options.py)."""
+    """Request options; None leaves the handler's default (see ptxplain/explain/options.py)."""
 
     methods: tuple[str, ...] | None = None
     target: str | int | None = None

@@ -18,8 +18,12 @@ MODEL_SERVERS = ("model-server-cpu", "model-server-gpu")
 
 
 def _check(path: Path) -> subprocess.CompletedProcess[str]:
-    command = [str(venv_tool("check-jsonschema")), "--builtin-schema", "vendor.compose-spec",
-               str(path)]  # fmt: skip
+    command = [
+        str(venv_tool("check-jsonschema")),
+        "--builtin-schema",
+        "vendor.compose-spec",
+        str(path),
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
 
 

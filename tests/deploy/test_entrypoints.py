@@ -75,9 +75,13 @@ def test_sandbox_refuses_what_the_gateway_image_lacks(tmp_path: Path) -> None:
     assert {"grpc", "fastapi", "uvicorn", "yaml", "ptxplain", "services"} <= box.allowed
     for module in ("torch", "numpy", "handlers", "harness"):
         result = subprocess.run(
-            [sys.executable, "-c", f"import {module}"], env=box.env(), cwd=box.app,
-            capture_output=True, text=True, timeout=60,
-        )  # fmt: skip
+            [sys.executable, "-c", f"import {module}"],
+            env=box.env(),
+            cwd=box.app,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
         assert result.returncode != 0 and "ModuleNotFoundError" in result.stderr, module
 
 
@@ -104,9 +108,13 @@ def test_gateway_image_command_serves_with_only_its_image(tmp_path: Path) -> Non
     command = [sys.executable, *entrypoint[3:]]
     log = (tmp_path / "gateway.log").open("wb")
     process = subprocess.Popen(
-        command, cwd=box.app, env=env, stdout=log, stderr=subprocess.STDOUT,
+        command,
+        cwd=box.app,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
-    )  # fmt: skip
+    )
     try:
         probe = _passes(_healthcheck(DOCKERFILES["gateway"], http_port), env, box.app)
         healthy = _wait_until(probe, lambda: process.poll() is None, 60)
@@ -146,8 +154,13 @@ def _image_env(tmp_path: Path, config: Path) -> dict[str, str]:
 def test_model_server_image_command_serves_its_group(
     torchserve: LiveTorchServe, tmp_path: Path
 ) -> None:
-    ports = {8080: free_port(), 8081: free_port(), 8082: free_port(), 7070: free_port(),
-             7071: free_port()}  # fmt: skip
+    ports = {
+        8080: free_port(),
+        8081: free_port(),
+        8082: free_port(),
+        7070: free_port(),
+        7071: free_port(),
+    }
     store = torchserve.config.model_store
     config = tmp_path / "config.properties"
     config.write_text(_local_properties(store, ports))
@@ -160,9 +173,13 @@ def test_model_server_image_command_serves_its_group(
     run_dir.mkdir()
     log = (tmp_path / "torchserve.log").open("wb")
     process = subprocess.Popen(
-        command, cwd=run_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
+        command,
+        cwd=run_dir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
         start_new_session=True,
-    )  # fmt: skip
+    )
     try:
         probe = _healthcheck(DOCKERFILES["model-server"], ports[8080])
         healthy = _wait_until(_passes(probe, env, run_dir), lambda: process.poll() is None, 240)

@@ -24,9 +24,9 @@ def _load(raw: dict[str, Any], tmp_path: Path) -> GatewayConfig:
         for name in ("cert", "key"):
             (tmp_path / name).write_text("stand-in\n")
         raw["tls"] = {"cert": str(tmp_path / "cert"), "key": str(tmp_path / "key")}
-    return config_from_mapping(raw, base=tmp_path, source="gateway.yaml", env={
-        "PTXPLAIN_GATEWAY_TOKEN": "t"
-    })  # fmt: skip
+    return config_from_mapping(
+        raw, base=tmp_path, source="gateway.yaml", env={"PTXPLAIN_GATEWAY_TOKEN": "t"}
+    )
 
 
 def _gateway_yaml(objects: list[dict[str, Any]]) -> dict[str, Any]:
@@ -66,8 +66,12 @@ def test_each_backend_is_one_model_group(overlay: str, tmp_path: Path) -> None:
         assert _service_backend(objects, management.netloc) is deployment
         assert list(backend.models) == _group_models(deployment), backend.name
         served += backend.models
-    groups = [m for d in by_kind(objects, "Deployment") if "PTXPLAIN_MODELS" in str(d)
-              for m in _group_models(d)]  # fmt: skip
+    groups = [
+        m
+        for d in by_kind(objects, "Deployment")
+        if "PTXPLAIN_MODELS" in str(d)
+        for m in _group_models(d)
+    ]
     assert sorted(served) == sorted(groups) and len(set(groups)) == len(groups)
 
 

@@ -40,8 +40,15 @@ def test_there_are_cpu_and_gpu_overlays() -> None:
 def test_every_object_validates_strictly(overlay: str) -> None:
     objects = render(overlay)
     kinds = {o["kind"] for o in objects}
-    assert {"Namespace", "Deployment", "Service", "ConfigMap", "PodDisruptionBudget",
-            "HorizontalPodAutoscaler", "NetworkPolicy"} <= kinds  # fmt: skip
+    assert {
+        "Namespace",
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+        "NetworkPolicy",
+    } <= kinds
     problems = []
     for obj in objects:
         try:
@@ -184,9 +191,10 @@ def test_services_select_one_deployment_and_existing_ports(overlay: str) -> None
     for service in by_kind(objects, "Service"):
         spec = service["spec"]
         matched = [
-            d for d in deployments
+            d
+            for d in deployments
             if _selects(spec["selector"], d["spec"]["template"]["metadata"]["labels"])
-        ]  # fmt: skip
+        ]
         assert len(matched) == 1, service["metadata"]["name"]
         ports = _port_names(next(containers(matched[0])))
         for port in spec["ports"]:

@@ -25,8 +25,9 @@ def _make(
 ) -> subprocess.CompletedProcess[str]:
     command = ["make", "--no-print-directory", "-f", str(REPO / "Makefile"), *args]
     full_env = {**os.environ, "KUBECONFIG": "/nonexistent/kubeconfig", **(env or {})}
-    return subprocess.run(command, cwd=cwd, env=full_env, capture_output=True, text=True,
-                          timeout=120, check=False)  # fmt: skip
+    return subprocess.run(
+        command, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=120, check=False
+    )
 
 
 def _fake(tmp_path: Path, name: str, fail: str = "__never__") -> tuple[Path, Path]:

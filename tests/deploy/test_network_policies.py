@@ -18,9 +18,10 @@ MONITORING = {"kubernetes.io/metadata.name": "monitoring"}
 
 def _pod(objects: list[dict[str, Any]], app: str) -> Pod:
     deployment = next(
-        d for d in by_kind(objects, "Deployment")
+        d
+        for d in by_kind(objects, "Deployment")
         if d["metadata"]["labels"]["app.kubernetes.io/name"] == app
-    )  # fmt: skip
+    )
     ports = {p["name"]: p["containerPort"] for p in next(containers(deployment)).get("ports", [])}
     labels = deployment["spec"]["template"]["metadata"]["labels"]
     return Pod("ptxplain", labels, NAMESPACE, ports)
@@ -32,9 +33,13 @@ def _pods(objects: list[dict[str, Any]]) -> dict[str, Pod]:
         "model-server": _pod(objects, "model-server"),
         "prometheus": Pod("monitoring", {"app.kubernetes.io/name": "prometheus"}, MONITORING),
         "other-pod": Pod("ptxplain", {"app.kubernetes.io/name": "debug-shell"}, NAMESPACE),
-        "other-namespace": Pod("default", {"app": "client"}, {"kubernetes.io/metadata.name": "default"}),
-        "dns": Pod("kube-system", {"k8s-app": "kube-dns"}, {"kubernetes.io/metadata.name": "kube-system"}),
-    }  # fmt: skip
+        "other-namespace": Pod(
+            "default", {"app": "client"}, {"kubernetes.io/metadata.name": "default"}
+        ),
+        "dns": Pod(
+            "kube-system", {"k8s-app": "kube-dns"}, {"kubernetes.io/metadata.name": "kube-system"}
+        ),
+    }
 
 
 CASES = [

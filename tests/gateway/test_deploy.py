@@ -12,7 +12,7 @@ import pytest
 
 from ptxplain.errors import ConfigError
 from services.gateway import ExplainerClient
-from services.gateway.stack import StackConfig, deploy, gateway_pid, stop
+from services.stack import StackConfig, deploy, gateway_pid, stop
 from services.torchserve import Ports, group_members
 from services.torchserve.process import running_pid
 from tests.conftest import LiveTorchServe

@@ -8,7 +8,6 @@ import sys
 import numpy as np
 import pytest
 
-from handlers.decode import sniff_format as handler_sniff
 from ptxplain.errors import (
     Code,
     DecodeError,
@@ -16,11 +15,12 @@ from ptxplain.errors import (
     InvalidInputError,
     InvalidOptionError,
 )
+from ptxplain.imaging.decode import sniff_format as handler_sniff
 from ptxplain.v1 import explainer_pb2 as epb
 from ptxplain.v1 import result_pb2 as pb
 from services.gateway.edge import CallOptions, check_image, sniff_format
+from tests.factories.dicom_factory import make_dicom
 from tests.gateway.fakes import png_bytes
-from tests.handlers.dicom_factory import make_dicom
 
 
 def samples() -> list[bytes]:

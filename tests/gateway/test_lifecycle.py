@@ -20,7 +20,7 @@ import yaml
 from ptxplain.errors import ConfigError
 from services.gateway import ExplainerClient, Gateway, TlsConfig, create_server
 from services.gateway.runner import HttpServer
-from services.gateway.stack import gateway_command
+from services.stack import gateway_command
 from tests.gateway.conftest import LoopThread
 from tests.gateway.fakes import FakeMetadata, FakeModel, FakeTorchServe, gateway_config, png_bytes
 

@@ -19,16 +19,16 @@ import numpy as np
 import pytest
 import requests
 
-from handlers.result_codec import decode_map
 from ptxplain.errors import Code
+from ptxplain.explain.result_codec import decode_map
 from ptxplain.v1 import explainer_pb2 as epb
 from services.gateway import BackendConfig, ExplainerClient, GatewayConfig, RunningGateway
 from services.torchserve import TokenSource
 from tests.conftest import LiveTorchServe
+from tests.factories.dicom_factory import make_dicom
 from tests.gateway.conftest import LoopThread
 from tests.gateway.fakes import png_bytes
 from tests.gateway.proxy import TcpProxy
-from tests.handlers.dicom_factory import make_dicom
 
 pytestmark = pytest.mark.live
 MIB = 1024 * 1024

@@ -17,15 +17,15 @@ import torch
 from PIL import Image
 from ts.context import Context, RequestProcessor
 
-from handlers.model_meta import META_FILENAME, ModelMeta
-from handlers.registry import get_spec
-from handlers.result_codec import decode_map
 from handlers.torchserve_handler import CONTENT_TYPE, PtxplainHandler
-from handlers.weights import save_weights
 from ptxplain.errors import Code
+from ptxplain.explain.result_codec import decode_map
+from ptxplain.models.meta import META_FILENAME, ModelMeta
+from ptxplain.models.registry import get_spec
+from ptxplain.models.weights import save_weights
 from ptxplain.v1 import result_pb2 as pb
-from tests.handlers.dicom_factory import make_dicom
-from tests.handlers.image_factory import all_zero_png, raw_png
+from tests.factories.dicom_factory import make_dicom
+from tests.factories.image_factory import all_zero_png, raw_png
 
 SIZE = 64
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.phantom import PhantomConfig, PhantomResult, generate_phantom
+from harness.phantom.generate import PhantomConfig, PhantomResult, generate_phantom
 
 PHANTOM_CONFIG = PhantomConfig(
     n=40, seed=3, size=96, positive_fraction=0.5, confounder_fraction=0.5, compressed_fraction=0.5

@@ -80,11 +80,24 @@ def _scenario(tmp_path: Path, **changes: Any) -> Path:
 def _loadtest(running: RunningGateway, tmp_path: Path, scenario: Path, *args: str) -> int:
     token = tmp_path / "token"
     token.write_text(TOKEN + "\n")
-    return main([
-        "loadtest", "--http-url", f"http://127.0.0.1:{running.http_port}",
-        "--grpc-target", f"127.0.0.1:{running.grpc_port}", "--token-file", str(token),
-        "--scenario", str(scenario), "--out", str(tmp_path / "reports"), "--name", "run", *args,
-    ])  # fmt: skip
+    return main(
+        [
+            "loadtest",
+            "--http-url",
+            f"http://127.0.0.1:{running.http_port}",
+            "--grpc-target",
+            f"127.0.0.1:{running.grpc_port}",
+            "--token-file",
+            str(token),
+            "--scenario",
+            str(scenario),
+            "--out",
+            str(tmp_path / "reports"),
+            "--name",
+            "run",
+            *args,
+        ]
+    )
 
 
 def _summary(tmp_path: Path) -> dict[str, Any]:
@@ -125,12 +138,27 @@ def test_refused_calls_are_failures_and_fail_the_run(gateway_factory: Any, tmp_p
     wrong.write_text("not-the-token\n")
     code = _loadtest(running, tmp_path, scenario, "--users", "2", "--duration", "3s")
     assert code == 0
-    code = main([
-        "loadtest", "--http-url", f"http://127.0.0.1:{running.http_port}",
-        "--grpc-target", f"127.0.0.1:{running.grpc_port}", "--token-file", str(wrong),
-        "--scenario", str(scenario), "--out", str(tmp_path / "reports"), "--name", "run",
-        "--users", "2", "--duration", "3s",
-    ])  # fmt: skip
+    code = main(
+        [
+            "loadtest",
+            "--http-url",
+            f"http://127.0.0.1:{running.http_port}",
+            "--grpc-target",
+            f"127.0.0.1:{running.grpc_port}",
+            "--token-file",
+            str(wrong),
+            "--scenario",
+            str(scenario),
+            "--out",
+            str(tmp_path / "reports"),
+            "--name",
+            "run",
+            "--users",
+            "2",
+            "--duration",
+            "3s",
+        ]
+    )
     verdict = _summary(tmp_path)["verdict"]
     assert code == 1 and verdict["failures"] == verdict["requests"] > 0
     assert any("failure ratio" in b for b in verdict["breaches"])

@@ -24,8 +24,11 @@ def test_a_clean_run_passes() -> None:
 
 
 def test_shed_answers_are_not_failures() -> None:
-    rows = [_row("explain all", 10), _row("explain all [shed]", 30, p95=5),
-            _row("explain one [partly shed]", 4, p95=900)]  # fmt: skip
+    rows = [
+        _row("explain all", 10),
+        _row("explain all [shed]", 30, p95=5),
+        _row("explain one [partly shed]", 4, p95=900),
+    ]
     verdict = judge(rows, LIMITS)
     assert verdict.passed and verdict.shed == 34 and verdict.failure_ratio == 0.0
 

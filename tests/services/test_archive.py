@@ -21,11 +21,11 @@ from handlers.archive import (
     build_archive,
     read_archive_file,
 )
-from handlers.model_meta import META_FILENAME, ModelMeta
-from handlers.registry import get_spec
-from handlers.weights import load_weights, save_weights
 from ptxplain.cli import main
 from ptxplain.errors import ConfigError, WeightsError
+from ptxplain.models.meta import META_FILENAME, ModelMeta
+from ptxplain.models.registry import get_spec
+from ptxplain.models.weights import load_weights, save_weights
 
 ARCH = "efficientnet_b0"  # the smallest registry model (5 M parameters)
 SIZE = 32

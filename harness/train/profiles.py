@@ -1,0 +1,180 @@
+"""Named training profiles: which architectures to train, at what size, for how long.
+
+``quick``: a CPU profile that ``make deploy`` runs on a fresh machine: five models across the
+three study families (ResNet-18/34/50, VGG-16-BN, ViT-S/16) at a reduced input size, from
+scratch unless ImageNet weights sit in the local caches, on the phantom set described by
+:attr:`Profile.phantom` (``ptxplain phantom --n ... --size ... --seed ...``).
+
+``study``: the nine study architectures at 224x224 from local ImageNet weights, meant for a GPU.
+
+:func:`run_profile` trains the entries in turn into ``<out>/<arch>/``. A finished checkpoint
+is skipped, an interrupted one resumed; images are read once per input size and shared.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from harness.train.run import TrainConfig, TrainImages, TrainResult, load_train_images, train
+from ptxplain.errors import InvalidOptionError
+
+__all__ = [
+    "PROFILES",
+    "PhantomRecipe",
+    "Profile",
+    "ProfileEntry",
+    "ProfileOutcome",
+    "get_profile",
+    "profile_configs",
+    "run_profile",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass(frozen=True)
+class ProfileEntry:
+    """One architecture's settings within a profile (TrainConfig field values)."""
+
+    arch: str
+    input_size: int | None
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 1e-4
+    optimizer: str = "adamw"
+    patience: int = 5
+    warmup_epochs: int = 1
+    augment: bool = True
+    zero_init_residual: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class PhantomRecipe:
+    """The phantom set a profile was tuned on (the ``ptxplain phantom`` options)."""
+
+    n: int
+    size: int
+    seed: int
+
+    def command(self, out: str) -> str:
+        return f"ptxplain phantom --out {out} --n {self.n} --size {self.size} --seed {self.seed}"
+
+
+@dataclasses.dataclass(frozen=True)
+class Profile:
+    name: str
+    description: str
+    entries: tuple[ProfileEntry, ...]
+    phantom: PhantomRecipe | None = None
+
+
+def _study_entry(arch: str) -> ProfileEntry:
+    vit = arch.startswith("vit_")
+    return ProfileEntry(
+        arch=arch,
+        input_size=224,
+        epochs=30,
+        batch_size=32,
+        lr=1e-4 if vit else 3e-4,
+        weight_decay=0.05 if vit else 1e-4,
+        patience=6,
+    )
+
+
+def _quick(arch: str, **settings: Any) -> ProfileEntry:
+    """A quick-profile entry: 96 px (the phantom's own size), batches of 16, no augmentation
+    (the phantom already varies exposure, gamma, position, size and noise per image; on it,
+    augmentation delayed learning from scratch by several epochs, see docs/train.md)."""
+    values: dict[str, Any] = {"input_size": 96, "batch_size": 16, "augment": False, "patience": 6}
+    return ProfileEntry(arch=arch, **(values | settings))
+
+
+_STUDY_ARCHS = (
+    "resnet18",
+    "resnet34",
+    "resnet50",
+    "resnet101",
+    "vgg16",
+    "vgg19",
+    "vit_s16",
+    "vit_b16",
+    "vit_l16",
+)
+
+QUICK = Profile(
+    name="quick",
+    description="5 models (ResNet-18/34/50, VGG-16-BN, ViT-S/16) at 96 px on CPU; see docs/train.md",
+    entries=(
+        _quick("resnet18", epochs=12, lr=1e-3),
+        _quick("resnet34", epochs=12, lr=1e-3),
+        _quick("resnet50", epochs=20, lr=1e-3, zero_init_residual=True),
+        _quick("vgg16_bn", epochs=5, lr=1e-4),
+        _quick("vit_s16", epochs=12, lr=5e-5, weight_decay=0.05, warmup_epochs=2),
+    ),
+    phantom=PhantomRecipe(n=1200, size=96, seed=0),
+)
+
+STUDY = Profile(
+    name="study",
+    description="the 9 study architectures at 224 px from local ImageNet weights (GPU)",
+    entries=tuple(_study_entry(arch) for arch in _STUDY_ARCHS),
+)
+
+PROFILES = {profile.name: profile for profile in (QUICK, STUDY)}
+
+
+def get_profile(name: str) -> Profile:
+    try:
+        return PROFILES[name]
+    except KeyError:
+        raise InvalidOptionError(f"--profile {name!r}: choose {', '.join(PROFILES)}") from None
+
+
+def profile_configs(
+    profile: Profile, base: TrainConfig, overrides: dict[str, Any]
+) -> list[TrainConfig]:
+    """One config per entry: ``base`` (data, out root, threads ...), the entry, then
+    ``overrides`` (flags given on the command line win over the profile). ``augment`` is a
+    bool here: it switches ``base.augment`` on or off."""
+    configs = []
+    for entry in profile.entries:
+        values = dataclasses.asdict(entry) | overrides
+        values["augment"] = dataclasses.replace(base.augment, enabled=values["augment"])
+        values["out"] = base.out / entry.arch
+        configs.append(dataclasses.replace(base, **values))
+    return configs
+
+
+@dataclasses.dataclass(frozen=True)
+class ProfileOutcome:
+    arch: str
+    out: Path
+    skipped: bool
+    wall_seconds: float
+    result: TrainResult | None
+
+
+def run_profile(configs: list[TrainConfig]) -> list[ProfileOutcome]:
+    """Train each config in turn; skip finished ones, resume interrupted ones."""
+    cache: dict[int, TrainImages] = {}
+    outcomes = []
+    for config in configs:
+        if config.finished and not config.overwrite:
+            log.info("%s: %s holds a trained model; skipped", config.arch, config.out)
+            outcomes.append(ProfileOutcome(config.arch, config.out, True, 0.0, None))
+            continue
+        started = time.perf_counter()
+        if config.size not in cache:
+            cache[config.size] = load_train_images(
+                config.data, config.read, config.size, config.progress
+            )
+        result = train(dataclasses.replace(config, resume=True), cache[config.size])
+        outcomes.append(
+            ProfileOutcome(config.arch, config.out, False, time.perf_counter() - started, result)
+        )
+    return outcomes

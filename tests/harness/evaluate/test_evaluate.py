@@ -1,0 +1,215 @@
+"""Replay, the append-only store and resume, bad input, and the whole evaluation with a fake
+explainer client (the real gateway's end-to-end run is in test_evaluate_gateway.py)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.evaluate.replay import ReplayConfig, replay
+from harness.evaluate.run import EvaluateConfig, evaluate, load_test_split
+from harness.store import ResultsStore
+from ptxplain.errors import (
+    BackendError,
+    Code,
+    ConfigError,
+    InvalidOptionError,
+    UnknownModelError,
+)
+from tests.harness.evaluate.evaluation_fakes import FakeCatalogClient, phantom_split, records_of
+
+MODELS = ("resnet18", "resnet50", "vgg16")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return phantom_split(tmp_path_factory.mktemp("eval"), n=16)
+
+
+def _lines(store: ResultsStore) -> list[str]:
+    return [json.loads(line)["image_id"] for line in store.path.read_text().splitlines()]
+
+
+def _config(**kw: object) -> ReplayConfig:
+    return ReplayConfig(MODELS, progress=False, **kw)  # type: ignore[arg-type]
+
+
+def test_interrupted_run_resumes_without_duplicates_or_losses(data: Path, tmp_path: Path) -> None:
+    records = records_of(data)
+    store = ResultsStore(tmp_path)
+    down = FakeCatalogClient(records, down_after=5)
+    first = replay(
+        list(records.values()), down, store, _config(concurrency=1, max_consecutive_failures=2)
+    )
+    assert first.stored == 5 and first.aborted.startswith("2 requests in a row failed")
+    assert len(first.failed) == 2 and "unavailable" in first.failed[0][1]
+    assert len(store.load()) == 5
+
+    healthy = FakeCatalogClient(records)
+    second = replay(list(records.values()), healthy, store, _config(concurrency=3))
+    assert second.already_done == 5 and second.stored == 11 and not second.aborted
+    assert not set(healthy.calls) & set(down.calls[:5])  # finished images are not re-sent
+    lines = _lines(store)
+    assert len(lines) == len(set(lines)) == len(records)  # no duplicates, nothing lost
+    assert set(lines) == set(records)
+
+
+def test_concurrency_is_bounded(data: Path, tmp_path: Path) -> None:
+    records = records_of(data)
+    client = FakeCatalogClient(records, delay_s=0.02)
+    outcome = replay(list(records.values()), client, ResultsStore(tmp_path), _config(concurrency=3))
+    assert outcome.stored == len(records)
+    assert 1 < client.max_in_flight <= 3
+    with pytest.raises(InvalidOptionError, match="--concurrency"):
+        _config(concurrency=0)
+
+
+def test_torn_last_line_is_dropped_and_redone(data: Path, tmp_path: Path) -> None:
+    records = records_of(data)
+    store = ResultsStore(tmp_path)
+    replay(list(records.values())[:3], FakeCatalogClient(records), store, _config())
+    text = store.path.read_bytes()
+    store.path.write_bytes(text + b'{"image_id": "torn')  # a crash mid-append
+    assert len(store.load()) == 3 and store.torn_lines == 1
+    assert store.path.read_bytes() == text
+    # A torn line that is not the last one is corruption, not an interrupted write.
+    store.path.write_bytes(b'{"image_id": "x"\n' + text)
+    with pytest.raises(ConfigError, match="line 1 is not a result record"):
+        store.load()
+
+
+def test_dropped_models_are_recorded_then_retried(data: Path, tmp_path: Path) -> None:
+    records = records_of(data)
+    store = ResultsStore(tmp_path)
+    ids = list(records)
+    failing = FakeCatalogClient(
+        records, dropped=("resnet50",), drop_after=4, fail_models={"vgg16": {ids[0]}}
+    )
+    replay(list(records.values()), failing, store, _config(concurrency=1))
+    stored = store.load()
+    absent = [i for i, r in stored.items() if not r.answers["resnet50"].ok]
+    assert len(absent) == len(records) - 4
+    assert stored[absent[0]].answers["resnet50"].code == int(Code.UNAVAILABLE)
+    assert stored[ids[0]].answers["vgg16"].code == int(Code.INTERNAL)
+
+    healthy = FakeCatalogClient(records)
+    replay(list(records.values()), healthy, store, _config())
+    assert sorted(healthy.calls) == sorted(absent)  # INTERNAL (permanent) is not retried
+    assert all(r.answers["resnet50"].ok for r in store.load().values())
+    assert not store.load()[ids[0]].answers["vgg16"].ok
+
+
+def test_evaluate_counts_what_is_missing(data: Path, tmp_path: Path) -> None:
+    records = records_of(data)
+    positives = [i for i, r in records.items() if r.label == 1]
+    client = FakeCatalogClient(records, fail_models={"vgg16": set(positives[:2])})
+    out = tmp_path / "run"
+    config = EvaluateConfig(
+        data=data, out=out, gateway="fake", n_boot=50, progress=False, loadtest_dir=None
+    )
+    outcome = evaluate(config, client)
+    vgg = outcome.metrics["models"]["vgg16"]
+    assert not outcome.complete
+    assert (vgg["classification"]["n"], vgg["classification"]["missing"]) == (len(records) - 2, 2)
+    assert vgg["localization"]["missing"] == 2
+    assert vgg["localization"]["n"] + 2 == outcome.metrics["positives_with_mask"]
+    assert outcome.metrics["coverage"]["missing_by_model"] == {
+        "resnet18": 0,
+        "resnet50": 0,
+        "vgg16": 2,
+    }
+    assert outcome.metrics["synthetic"] is True
+    with (out / "per_image.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == len(records) * len(MODELS)
+    assert sum(r["status"] != "ok" for r in rows) == 2
+    assert json.loads((out / "metrics.json").read_text())["schema"] == "ptxplain-metrics/1"
+    assert "Incomplete run" in (out / "report.html").read_text()
+
+    # --report-only: same store, no client; the model list comes from models.json.
+    again = evaluate(config, None)
+    assert (
+        again.replay is None and again.metrics["models"].keys() == outcome.metrics["models"].keys()
+    )
+
+
+def test_gateway_down_from_the_start(data: Path, tmp_path: Path) -> None:
+    client = FakeCatalogClient(records_of(data), down_after=0)
+    with pytest.raises(BackendError, match="unavailable"):  # no model list saved: nothing to do
+        evaluate(EvaluateConfig(data=data, out=tmp_path, progress=False), client)
+    # With the model list of an earlier run, the run goes on, fails fast and says so.
+    (tmp_path / "models.json").write_text(
+        json.dumps([f.to_json() for f in FakeCatalogClient(records_of(data)).list_models()])
+    )
+    config = EvaluateConfig(
+        data=data,
+        out=tmp_path,
+        gateway="fake",
+        n_boot=20,
+        progress=False,
+        max_consecutive_failures=3,
+        concurrency=1,
+        loadtest_dir=None,
+    )
+    outcome = evaluate(config, client)
+    assert outcome.replay is not None and outcome.replay.aborted and outcome.replay.stored == 0
+    for model in outcome.metrics["models"].values():
+        assert model["classification"]["n"] == 0
+        assert model["classification"]["missing"] == 16
+        assert model["classification"]["metrics"]["accuracy"]["estimate"] is None
+
+
+def test_bad_inputs(data: Path, tmp_path: Path) -> None:
+    from harness.data.dataset import ReadOptions
+    from harness.phantom.generate import PhantomConfig, generate_phantom
+
+    unsplit = tmp_path / "unsplit"
+    generate_phantom(PhantomConfig(n=4, seed=2, size=64), unsplit)
+    with pytest.raises(ConfigError, match=r"no test split.*ptxplain data split"):
+        load_test_split(unsplit, ReadOptions())
+    client = FakeCatalogClient(records_of(data))
+    config = EvaluateConfig(
+        data=data,
+        out=tmp_path / "a",
+        models=("resnet18", "nope"),
+        progress=False,
+        loadtest_dir=None,
+    )
+    with pytest.raises(UnknownModelError, match="--models nope: not served"):
+        evaluate(config, client)
+    with pytest.raises(ConfigError, match="run once with --gateway"):
+        evaluate(EvaluateConfig(data=data, out=tmp_path / "b", progress=False), None)
+
+
+def test_robustness_block(data: Path, tmp_path: Path) -> None:
+    from ptxplain.models.registry import get_spec
+    from ptxplain.models.weights import save_weights
+
+    torch.manual_seed(0)
+    weights = save_weights(get_spec("resnet18").build(), tmp_path / "resnet18.safetensors")
+    config = EvaluateConfig(
+        data=data,
+        out=tmp_path / "run",
+        gateway="fake",
+        n_boot=20,
+        progress=False,
+        loadtest_dir=None,
+        robustness_images=2,
+        sanity_weights=(("resnet18", weights),),
+        sanity_images=1,
+    )
+    block = evaluate(config, FakeCatalogClient(records_of(data))).metrics["robustness"]
+    agreement = block["agreement"]
+    assert agreement["models"] == list(MODELS)
+    assert agreement["matrix"][0][0] == pytest.approx(1.0)  # a model agrees with itself
+    assert agreement["n"][0][1] == 8  # every positive of the phantom split
+    shift = block["stability"]["resnet50"]["shift 4 px"]
+    assert shift["n"] == 2 and shift["spearman_mean"] is not None
+    sanity = block["randomization"]["resnet18"]
+    assert sanity["n"] == 1 and isinstance(sanity["passes"], bool)
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert "Model-randomization sanity check" in report and "Agreement between" in report

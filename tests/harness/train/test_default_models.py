@@ -1,0 +1,61 @@
+"""The embedded default pipeline's data and archive stages (training has its own tests)."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness.train.default_models import DefaultModelsPlan, archive_checkpoints, ensure_phantom
+from harness.train.profiles import PhantomRecipe, Profile, ProfileEntry
+from ptxplain.errors import InvalidOptionError
+from ptxplain.models.meta import META_FILENAME, ModelMeta
+from ptxplain.models.registry import get_spec
+from ptxplain.models.weights import save_weights
+
+PROFILE = Profile(
+    name="tiny",
+    description="test",
+    entries=(ProfileEntry("resnet18", 64, 1, 4, 1e-3), ProfileEntry("vit_s16", 64, 1, 4, 1e-3)),
+    phantom=PhantomRecipe(n=6, size=64, seed=3),
+)
+
+
+def plan(tmp_path: Path, profile: Profile = PROFILE) -> DefaultModelsPlan:
+    return DefaultModelsPlan(tmp_path / "data", tmp_path / "ckpt", tmp_path / "store", profile)
+
+
+def test_phantom_is_written_once(tmp_path: Path) -> None:
+    lines: list[str] = []
+    ensure_phantom(plan(tmp_path), lines.append)
+    assert (tmp_path / "data" / "train-rle.csv").exists()
+    assert len(list((tmp_path / "data").rglob("*.dcm"))) == 6
+    ensure_phantom(plan(tmp_path), lines.append)
+    assert "already there" in lines[-1]
+
+
+def test_no_recipe_and_no_data_is_a_clear_error(tmp_path: Path) -> None:
+    bare = Profile("bare", "no phantom", PROFILE.entries)
+    with pytest.raises(InvalidOptionError, match="no phantom recipe"):
+        ensure_phantom(plan(tmp_path, bare), print)
+
+
+def test_trained_checkpoints_are_archived_and_missing_ones_named(tmp_path: Path) -> None:
+    folder = tmp_path / "ckpt" / "resnet18"
+    spec = get_spec("resnet18")
+    torch.manual_seed(0)
+    save_weights(spec.build(64), folder / "weights.safetensors")
+    meta = ModelMeta.for_spec(spec, 64, trained=True, threshold=0.3, metrics={"val_auroc": 0.9})
+    meta.write(folder / META_FILENAME)
+    lines: list[str] = []
+    [built] = archive_checkpoints(plan(tmp_path), lines.append)
+    assert built.path == tmp_path / "store" / "resnet18.mar"
+    with zipfile.ZipFile(built.path) as archive:
+        names = archive.namelist()
+        assert META_FILENAME in names and "weights.safetensors" in names
+        assert b'"trained": true' in archive.read(META_FILENAME)
+    assert any("vit_s16 has no finished checkpoint" in line for line in lines)
+    assert archive_checkpoints(plan(tmp_path), lines.append) == []
+    assert "already there" in lines[-2]
