@@ -12,7 +12,6 @@ Ctrl-C stops it gracefully (calls in flight get grace_s seconds).
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 from pathlib import Path
 
@@ -51,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
     from services.gateway import load_config, serve
     from services.gateway.logs import configure_logging
 
-    config = dataclasses.replace(load_config(args.config), **_overrides(args))  # type: ignore[arg-type]
+    config = load_config(args.config).replaced(**_overrides(args))
     configure_logging(config.json_logs, logging.DEBUG if args.verbose else logging.INFO)
 
     def announce(running: object) -> None:

@@ -20,20 +20,22 @@ A YAML file (``--config`` or ``$PTXPLAIN_GATEWAY_CONFIG``; or the YAML text itse
         models: all            # or a list; `all` = what the management API lists
         max_in_flight: 32
 
-Relative paths are resolved against the YAML file's folder.
+Relative paths are resolved against the YAML file's folder. The schema is the pydantic models
+below (unknown keys refused); every failure is a :class:`~ptxplain.errors.ConfigError` naming
+the key, located as in the YAML (``backends[0].grpc``).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import ipaddress
 import os
-import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Self
 
+import pydantic
 import yaml
+from pydantic import Field, StringConstraints
 
 from ptxplain.errors import ConfigError
 from services.torchserve.config import (
@@ -63,41 +65,71 @@ TOKEN_ENV = "PTXPLAIN_GATEWAY_TOKEN"
 ENVELOPE_BYTES = 1024 * 1024
 # Largest response to a client: every model's result together.
 DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024 * 1024
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+
+Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+Port = Annotated[int, Field(ge=0, le=65535)]
+Positive = Annotated[float, Field(gt=0)]
 
 
-@dataclasses.dataclass(frozen=True)
-class BackendConfig:
+def _describe(exc: pydantic.ValidationError, where: str) -> str:
+    """pydantic's errors as one line each, located like the YAML (``backends[0].grpc``)."""
+    lines = []
+    errors = exc.errors()
+    # A list whose only items failed is also "too short": say only why the items failed.
+    if len(errors) > 1:
+        errors = [e for e in errors if e["type"] != "too_short"]
+    for error in errors:
+        loc = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{where}: {loc.lstrip('.')}: {message}" if loc else f"{where}: {message}")
+    return "; ".join(lines)
+
+
+class _Config(pydantic.BaseModel):
+    """Frozen, unknown keys refused; :meth:`parse` turns a failed validation into a
+    :class:`ConfigError` naming each key (direct construction raises pydantic's own error)."""
+
+    model_config = pydantic.ConfigDict(frozen=True, extra="forbid")
+
+    @classmethod
+    def parse(cls, raw: Mapping[str, Any], where: str) -> Self:
+        try:
+            return cls.model_validate(raw)
+        except pydantic.ValidationError as exc:
+            raise ConfigError(_describe(exc, where)) from exc
+
+    def replaced(self, **changes: Any) -> Self:
+        """A copy with ``changes``, validated again."""
+        return self.parse({**dict(self), **changes}, type(self).__name__)
+
+
+class BackendConfig(_Config):
     """One TorchServe (or a pod): where its gRPC inference and management APIs listen."""
 
-    name: str
-    grpc: str
-    management: str
-    models: tuple[str, ...] = ("all",)
+    name: Name
+    grpc: Annotated[str, StringConstraints(pattern=r"^.+:[0-9]+$")]
+    management: Annotated[str, StringConstraints(pattern=r"^https?://")]
+    models: tuple[Name, ...] = Field(default=("all",), min_length=1)
     key_file: Path | None = None
-    max_in_flight: int = 32
-    connect_retries: int = 2
+    max_in_flight: Annotated[int, Field(ge=1)] = 32
+    connect_retries: Annotated[int, Field(ge=0)] = 2
     # What that TorchServe accepts / answers (its max_request_size / max_response_size).
     max_request_bytes: int = DEFAULT_MAX_REQUEST_SIZE
     max_response_bytes: int = DEFAULT_MAX_RESPONSE_SIZE
 
-    def __post_init__(self) -> None:
-        where = f"backend {self.name!r}"
-        if not _NAME.match(self.name):
-            raise ConfigError(f"{where}: name must match {_NAME.pattern}")
-        if ":" not in self.grpc:
-            raise ConfigError(f"{where}: grpc must be host:port, got {self.grpc!r}")
-        if not self.management.startswith(("http://", "https://")):
-            raise ConfigError(
-                f"{where}: management must be an http(s) URL, got {self.management!r}"
-            )
-        if not self.models:
-            raise ConfigError(f"{where}: models must be 'all' or a list of model names")
-        for model in self.models:
-            if not _NAME.match(model):
-                raise ConfigError(f"{where}: model name {model!r} must match {_NAME.pattern}")
-        if self.max_in_flight < 1 or self.connect_retries < 0:
-            raise ConfigError(f"{where}: max_in_flight >= 1 and connect_retries >= 0 required")
+    @pydantic.field_validator("grpc", mode="plain")
+    @classmethod
+    def _host_port(cls, value: object) -> str:
+        if not isinstance(value, str) or ":" not in value:
+            raise ValueError(f"grpc must be host:port, got {value!r}")
+        return value
+
+    @pydantic.field_validator("models", mode="before")
+    @classmethod
+    def _all_or_list(cls, value: object) -> object:
+        return (value,) if isinstance(value, str) else value
 
     @property
     def discovers(self) -> bool:
@@ -105,80 +137,55 @@ class BackendConfig:
         return self.models == ("all",)
 
 
-@dataclasses.dataclass(frozen=True)
-class TlsConfig:
-    cert: Path
-    key: Path
-
-    def __post_init__(self) -> None:
-        for name in ("cert", "key"):
-            if not getattr(self, name).is_file():
-                raise ConfigError(f"tls.{name} {getattr(self, name)} is not a file")
+class TlsConfig(_Config):
+    cert: pydantic.FilePath
+    key: pydantic.FilePath
 
 
-@dataclasses.dataclass(frozen=True)
-class GatewayConfig:
+class GatewayConfig(_Config):
     """Everything the gateway needs; build once, validate, pass down."""
 
-    backends: tuple[BackendConfig, ...]
+    backends: tuple[BackendConfig, ...] = Field(min_length=1)
     host: str = "127.0.0.1"
-    grpc_port: int = 50051
-    http_port: int | None = 8000
-    max_image_bytes: int = GATEWAY_IMAGE_CAP
-    max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES
-    default_timeout_s: float = 60.0
-    model_timeouts_s: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    grpc_port: Port = 50051
+    http_port: Port | None = 8000
+    max_image_bytes: Annotated[int, Field(ge=1)] = GATEWAY_IMAGE_CAP
+    max_response_bytes: Annotated[int, Field(ge=1)] = DEFAULT_MAX_RESPONSE_BYTES
+    default_timeout_s: Positive = 60.0
+    model_timeouts_s: dict[str, Positive] = Field(default_factory=dict)
     # Kept from the client's deadline for the gateway to assemble and send its answer.
     deadline_reserve_ms: float = 20.0
-    catalog_refresh_s: float = 5.0
-    grace_s: float = 10.0
-    client_token: str | None = dataclasses.field(default=None, repr=False)
+    catalog_refresh_s: Positive = 5.0
+    grace_s: Annotated[float, Field(ge=0)] = 10.0
+    client_token: str | None = Field(default=None, repr=False)
     tls: TlsConfig | None = None
     allow_remote_without_token: bool = False
     json_logs: bool = True
 
-    def __post_init__(self) -> None:
-        self._check_limits()
-        self._check_backends()
-        self._check_exposure()
-
-    def _check_limits(self) -> None:
-        for name in ("grpc_port", "http_port"):
-            port = getattr(self, name)
-            if port is not None and not 0 <= port <= 65535:
-                raise ConfigError(f"{name}={port} is outside 0..65535")
-        if self.max_image_bytes < 1 or self.max_response_bytes < 1:
-            raise ConfigError("max_image_bytes and max_response_bytes must be positive")
-        if self.default_timeout_s <= 0 or self.catalog_refresh_s <= 0 or self.grace_s < 0:
-            raise ConfigError("default_timeout_s and catalog_refresh_s > 0, grace_s >= 0")
-        for model, seconds in self.model_timeouts_s.items():
-            if seconds <= 0:
-                raise ConfigError(f"model_timeouts_s.{model}={seconds} must be positive")
-
-    def _check_backends(self) -> None:
-        if not self.backends:
-            raise ConfigError("the gateway needs at least one backend")
+    @pydantic.model_validator(mode="after")
+    def _check_backends(self) -> Self:
         names = [b.name for b in self.backends]
         if len(names) != len(set(names)):
-            raise ConfigError(f"backend names must differ: {names}")
+            raise ValueError(f"backend names must differ: {names}")
         listed = [m for b in self.backends if not b.discovers for m in b.models]
         twice = sorted({m for m in listed if listed.count(m) > 1})
         if twice:
-            raise ConfigError(f"model(s) {', '.join(twice)} listed for more than one backend")
+            raise ValueError(f"model(s) {', '.join(twice)} listed for more than one backend")
         for backend in self.backends:
-            needed = self.max_image_bytes + ENVELOPE_BYTES
-            if backend.max_request_bytes < needed:
-                raise ConfigError(
+            if backend.max_request_bytes < self.max_request_bytes:
+                raise ValueError(
                     f"backend {backend.name!r} accepts {backend.max_request_bytes} bytes per "
                     f"request, less than the image cap {self.max_image_bytes} + "
                     f"{ENVELOPE_BYTES} bytes of envelope: raise its max_request_bytes "
                     "(TorchServe's max_request_size) or lower max_image_bytes"
                 )
+        return self
 
-    def _check_exposure(self) -> None:
+    @pydantic.model_validator(mode="after")
+    def _check_exposure(self) -> Self:
         if is_loopback(self.host) or self.client_token or self.allow_remote_without_token:
-            return
-        raise ConfigError(
+            return self
+        raise ValueError(
             f"host {self.host!r} is not a loopback address and no client token is set: set "
             f"client_token_file or ${TOKEN_ENV}, or allow_remote_without_token: true"
         )
@@ -204,37 +211,10 @@ def is_loopback(host: str) -> bool:
 
 # -- loading ----------------------------------------------------------------------------------
 
-_BACKEND_KEYS = {f.name for f in dataclasses.fields(BackendConfig)}
-_TOP_KEYS = {f.name for f in dataclasses.fields(GatewayConfig)} - {"client_token"} | {
-    "client_token_file"
-}
-
-
-def _check_keys(raw: Mapping[str, Any], known: set[str], where: str) -> None:
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {sorted(known)}")
-
 
 def _path(value: object, base: Path) -> Path:
     path = Path(str(value)).expanduser()
     return path if path.is_absolute() else base / path
-
-
-def _backend(raw: object, index: int, base: Path, source: str) -> BackendConfig:
-    where = f"{source}: backends[{index}]"
-    if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where} must be a mapping")
-    _check_keys(raw, _BACKEND_KEYS, where)
-    values = dict(raw)
-    models = values.get("models", "all")
-    values["models"] = (models,) if isinstance(models, str) else tuple(str(m) for m in models)
-    if values.get("key_file") is not None:
-        values["key_file"] = _path(values["key_file"], base)
-    try:
-        return BackendConfig(**values)
-    except TypeError as exc:
-        raise ConfigError(f"{where}: {exc}") from exc
 
 
 def _client_token(values: dict[str, Any], env: Mapping[str, str], base: Path) -> str | None:
@@ -251,27 +231,31 @@ def _client_token(values: dict[str, Any], env: Mapping[str, str], base: Path) ->
     return env.get(TOKEN_ENV) or None
 
 
+def _resolve_paths(values: dict[str, Any], base: Path) -> None:
+    """Relative paths in the YAML are relative to its folder."""
+    for backend in values.get("backends") or ():
+        if isinstance(backend, dict) and backend.get("key_file") is not None:
+            backend["key_file"] = _path(backend["key_file"], base)
+    tls = values.get("tls")
+    if isinstance(tls, dict):
+        values["tls"] = {k: _path(v, base) if k in ("cert", "key") else v for k, v in tls.items()}
+
+
 def config_from_mapping(
     raw: Mapping[str, Any], *, base: Path, source: str, env: Mapping[str, str]
 ) -> GatewayConfig:
     """A validated config from parsed YAML; ``source`` names the file in error messages."""
-    _check_keys(raw, _TOP_KEYS, source)
-    values = dict(raw)
-    backends = values.pop("backends", None)
-    if not isinstance(backends, list) or not backends:
-        raise ConfigError(f"{source}: 'backends' must be a non-empty list")
-    values["backends"] = tuple(_backend(b, i, base, source) for i, b in enumerate(backends))
+    if "client_token" in raw:
+        raise ConfigError(f"{source}.client_token: unknown key (use client_token_file)")
+    values = {
+        k: [dict(b) if isinstance(b, Mapping) else b for b in v]
+        if k == "backends" and isinstance(v, list)
+        else v
+        for k, v in raw.items()
+    }
     values["client_token"] = _client_token(values, env, base)
-    if values.get("tls") is not None:
-        tls = values["tls"]
-        if not isinstance(tls, Mapping) or set(tls) != {"cert", "key"}:
-            raise ConfigError(f"{source}: tls must be a mapping with cert and key")
-        values["tls"] = TlsConfig(cert=_path(tls["cert"], base), key=_path(tls["key"], base))
-    values["model_timeouts_s"] = dict(values.get("model_timeouts_s") or {})
-    try:
-        return GatewayConfig(**values)
-    except TypeError as exc:
-        raise ConfigError(f"{source}: {exc}") from exc
+    _resolve_paths(values, base)
+    return GatewayConfig.parse(values, source)
 
 
 def load_config(path: Path | None = None, env: Mapping[str, str] | None = None) -> GatewayConfig:

@@ -87,3 +87,24 @@ def test_remote_bind_with_a_token_file_is_allowed(tmp_path: Path) -> None:
 def test_no_config_at_all_is_an_error() -> None:
     with pytest.raises(ConfigError, match="--config"):
         load_config(None, env={})
+
+
+def test_unknown_keys_are_located_like_the_yaml(tmp_path: Path) -> None:
+    text = YAML.replace("max_in_flight: 4", "max_inflight: 4").replace(
+        "grpc_port: 0", "grpc_port: 70000"
+    )
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), env={})
+    message = str(caught.value)
+    assert "backends[0].max_inflight: unknown key" in message
+    assert "grpc_port: Input should be less than or equal to 65535" in message
+    assert "too short" not in message
+
+
+def test_overrides_are_validated_again(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, YAML), env={})
+    assert config.replaced(grpc_port=1234).grpc_port == 1234
+    with pytest.raises(ConfigError, match="grpc_port"):
+        config.replaced(grpc_port=-1)
+    with pytest.raises(ConfigError, match="token"):
+        config.replaced(host="0.0.0.0")
