@@ -136,7 +136,6 @@ def _start_gateway(ts_config: Any, root: Path) -> tuple[subprocess.Popen[bytes],
 def _pass_through_gain(raws: list[bytes]) -> dict[str, float]:
     """µs to assemble a response from result bytes: parse + re-serialize vs pass-through."""
     from ptxplain.v1 import explainer_pb2 as epb
-    from services.gateway.wire import explain_response_bytes
 
     def reparse() -> bytes:
         out = epb.ExplainResponse()
@@ -147,11 +146,11 @@ def _pass_through_gain(raws: list[bytes]) -> dict[str, float]:
         return out.SerializeToString()
 
     def pass_through() -> bytes:
-        heads = []
+        out = epb.ExplainResponseBytes()
         for raw in raws:
             status = epb.ExplainResultHead.FromString(raw).status
-            heads.append((epb.ModelResult(model="m", status=status), raw))
-        return explain_response_bytes(epb.ExplainResponse(), heads)
+            out.results.add(model="m", status=status, result=raw)
+        return out.SerializeToString()
 
     assert epb.ExplainResponse.FromString(pass_through()) == epb.ExplainResponse.FromString(
         reparse()

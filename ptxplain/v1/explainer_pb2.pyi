@@ -121,6 +121,36 @@ class ListModelsResponse(_message.Message):
     models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
     def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
 
+class ModelResultBytes(_message.Message):
+    __slots__ = ("model", "status", "result", "gateway_timings", "architecture", "trained")
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_TIMINGS_FIELD_NUMBER: _ClassVar[int]
+    ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
+    TRAINED_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    status: _result_pb2.Status
+    result: bytes
+    gateway_timings: GatewayTimings
+    architecture: str
+    trained: bool
+    def __init__(self, model: _Optional[str] = ..., status: _Optional[_Union[_result_pb2.Status, _Mapping]] = ..., result: _Optional[bytes] = ..., gateway_timings: _Optional[_Union[GatewayTimings, _Mapping]] = ..., architecture: _Optional[str] = ..., trained: _Optional[bool] = ...) -> None: ...
+
+class ExplainResponseBytes(_message.Message):
+    __slots__ = ("request_id", "results", "image_format", "image_bytes", "total_ms")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_FORMAT_FIELD_NUMBER: _ClassVar[int]
+    IMAGE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_MS_FIELD_NUMBER: _ClassVar[int]
+    request_id: str
+    results: _containers.RepeatedCompositeFieldContainer[ModelResultBytes]
+    image_format: str
+    image_bytes: int
+    total_ms: float
+    def __init__(self, request_id: _Optional[str] = ..., results: _Optional[_Iterable[_Union[ModelResultBytes, _Mapping]]] = ..., image_format: _Optional[str] = ..., image_bytes: _Optional[int] = ..., total_ms: _Optional[float] = ...) -> None: ...
+
 class ExplainResultHead(_message.Message):
     __slots__ = ("status", "model", "positive", "timings", "trained")
     STATUS_FIELD_NUMBER: _ClassVar[int]

@@ -64,13 +64,14 @@ class ModelOutcome:
     def ok(self) -> bool:
         return self.code == Code.OK
 
-    def head(self) -> epb.ModelResult:
-        """The ``ModelResult`` without its ``result`` (services/gateway/wire.py adds the bytes)."""
-        return epb.ModelResult(
+    def wire(self) -> epb.ModelResultBytes:
+        """This model's ``ModelResult``, with the handler's result bytes as they came."""
+        return epb.ModelResultBytes(
             model=self.model,
             status=pb.Status(
                 code=int(self.code), message=self.message, http_status=self.http_status
             ),
+            result=self.raw,
             gateway_timings=self.timings,
             architecture=self.architecture,
             trained=self.trained,

@@ -7,8 +7,9 @@ request id (the client's ``x-request-id`` if it sent a usable one), returns it i
 and trailing metadata, checks the client's bearer token when one is configured (health checks
 stay open for probes), counts the request and writes its access-log line.
 
-Responses carrying model results are serialized here (services/gateway/wire.py): the handlers'
-result bytes are placed into the response as they came from TorchServe, never re-encoded.
+Responses carrying model results are serialized as the internal twins ``ModelResultBytes`` /
+``ExplainResponseBytes`` (explainer.proto): the handlers' result bytes go into the response as
+they came from TorchServe, never parsed and re-encoded; clients parse the public messages.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from services.gateway.logs import (
     note,
     request_id_var,
 )
-from services.gateway.wire import explain_response_bytes, model_result_bytes
 
 __all__ = ["SERVICE_NAME", "ExplainerService", "GatewayInterceptor", "create_server"]
 
@@ -75,13 +75,13 @@ class ExplainerService:
         failed = all_failed_error(outcomes)
         if failed is not None:
             raise failed
-        top = epb.ExplainResponse(
+        return epb.ExplainResponseBytes(
             request_id=call.request_id,
+            results=[o.wire() for o in outcomes],
             image_format=call.image_format,
             image_bytes=call.image_bytes,
             total_ms=(time.perf_counter() - call.received) * 1000.0,
-        )
-        return explain_response_bytes(top, [(o.head(), o.raw) for o in outcomes])
+        ).SerializeToString()
 
     async def explain_stream(
         self, request: epb.ExplainRequest, context: Any
@@ -97,11 +97,11 @@ class ExplainerService:
             if not outcome.ok and not sent:
                 held.append(outcome)
                 continue
-            yield model_result_bytes(outcome.head(), outcome.raw)
+            yield outcome.wire().SerializeToString()
             if not sent:
                 sent = True
                 for failure in held:
-                    yield model_result_bytes(failure.head(), failure.raw)
+                    yield failure.wire().SerializeToString()
         failed = None if sent else all_failed_error(held)
         if failed is not None:
             raise failed

@@ -1,5 +1,5 @@
-"""Results pass through byte-for-byte: what the gateway frames around TorchServe's bytes parses,
-on the client, as the public messages."""
+"""Results pass through byte-for-byte: the gateway's twin messages, holding TorchServe's bytes as
+they came, parse on the client as the public messages."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from ptxplain.torchserve import inference_pb2
 from ptxplain.v1 import explainer_pb2 as epb
 from ptxplain.v1 import result_pb2 as pb
 from services.gateway.backend import _with_model, encode_predictions_request
-from services.gateway.wire import explain_response_bytes, model_result_bytes
 from tests.gateway.fakes import result_bytes
 
 
@@ -18,7 +17,11 @@ def test_result_bytes_pass_through_untouched() -> None:
     down = epb.ModelResult(
         model="vit_s16", status=pb.Status(code=14, message="down", http_status=503)
     )
-    data = explain_response_bytes(top, [(ok, raw), (down, None)])
+    twin = epb.ExplainResponseBytes.FromString(top.SerializeToString())
+    twin.results.add().ParseFromString(ok.SerializeToString())
+    twin.results[0].result = raw
+    twin.results.add().ParseFromString(down.SerializeToString())
+    data = twin.SerializeToString()
     parsed = epb.ExplainResponse.FromString(data)
     assert parsed.results[0].result == pb.ExplainResult.FromString(raw)
     assert parsed.results[0].result.SerializeToString() == raw and parsed.results[0].trained
@@ -35,7 +38,9 @@ def test_result_bytes_pass_through_untouched() -> None:
 def test_a_streamed_result_with_a_large_map_frames_its_length() -> None:
     raw = result_bytes("m", side=300)  # a length that needs a 3-byte varint
     assert len(raw) > 2**14
-    parsed = epb.ModelResult.FromString(model_result_bytes(epb.ModelResult(model="m"), raw))
+    parsed = epb.ModelResult.FromString(
+        epb.ModelResultBytes(model="m", result=raw).SerializeToString()
+    )
     assert parsed.result.SerializeToString() == raw and parsed.model == "m"
 
 
