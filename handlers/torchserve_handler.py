@@ -30,6 +30,7 @@ from ptxplain.errors import (
 )
 from ptxplain.explain.engine import Explanation, ExplanationEngine, Target
 from ptxplain.explain.maps import scaled_map
+from ptxplain.explain.methods import get_method
 from ptxplain.explain.options import DATA_KEYS, RequestOptions, parse_options
 from ptxplain.explain.result_codec import encode_map, error_status, ok_status
 from ptxplain.imaging.decode import DecodeLimits, decode_image
@@ -153,6 +154,7 @@ class PtxplainHandler:
                 row,
                 num_classes=len(self.meta.classes),
                 max_map_side=self.config.max_map_side,
+                method_name=_method_name,
             )
             started = time.perf_counter()
             decoded = decode_image(_payload(row), limits=self.limits)
@@ -265,6 +267,10 @@ class PtxplainHandler:
             return (self.meta.input_size, self.meta.input_size)
         assert isinstance(opts.map_size, tuple)
         return opts.map_size
+
+
+def _method_name(name: str) -> str:
+    return get_method(name).name
 
 
 def _is_describe(context: Any) -> bool:

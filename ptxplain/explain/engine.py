@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from collections.abc import Iterator, Sequence
-from typing import Literal
 
 import numpy as np
 import torch
@@ -23,11 +22,10 @@ from torch import nn
 
 from ptxplain.errors import InvalidOptionError
 from ptxplain.explain.methods import get_method
+from ptxplain.explain.options import Target
 from ptxplain.models.registry import ArchSpec, TokenLayout, target_layer, token_layout
 
 __all__ = ["Explanation", "ExplanationEngine", "Target", "resolve_targets"]
-
-Target = Literal["positive", "predicted"] | int
 
 
 @dataclasses.dataclass(frozen=True)

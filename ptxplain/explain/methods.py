@@ -26,10 +26,9 @@ from pytorch_grad_cam import (
 from pytorch_grad_cam.base_cam import BaseCAM
 
 from ptxplain.errors import InvalidOptionError
+from ptxplain.explain.options import DEFAULT_METHOD
 
 __all__ = ["DEFAULT_METHOD", "METHODS", "CamMethod", "get_method"]
-
-DEFAULT_METHOD = "gradcam"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,4 +1,5 @@
-"""Per-request options, identical for REST (query parameters) and gRPC (input map entries).
+"""Per-request options: ONE typed model for every door (gRPC, HTTP query, the TorchServe handler's
+input keys, the CLI and the clients).
 
 methods       comma-separated CAM methods (default "gradcam"); see ptxplain.explain.methods
 target        "positive" (default), "predicted", or a class index
@@ -7,27 +8,58 @@ map_size      "native" (the target layer's grid, default), "input" (the model's 
 map_encoding  "float16" (default), "float32", "uint8" or "png" (the last two: normalized only)
 normalize     "true" (default: min-max to [0, 1] per image) or "false" (raw CAM values)
 logits_only   "true" skips the maps (the forward pass then runs under inference_mode)
+
+:class:`ExplainOptions` is what a request asks, as the client said it (empty / ``None`` = the
+handler's default). It is built from a proto (:meth:`~ExplainOptions.from_proto`) or from text
+keys (:meth:`~ExplainOptions.from_inputs`: the handler's input map, query parameters), and
+turned back into the handler's input keys (:meth:`~ExplainOptions.to_inputs`). Only the handler
+knows the model (its classes, its CAM methods), so it alone resolves the options into
+:class:`RequestOptions` (:meth:`~ExplainOptions.resolve`). This module needs no torch: the
+gateway uses it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Literal
 
 from ptxplain.errors import InvalidOptionError
-from ptxplain.explain.engine import Target
-from ptxplain.explain.methods import DEFAULT_METHOD, get_method
+from ptxplain.v1 import explainer_pb2 as epb
+from ptxplain.v1 import result_pb2 as pb
 
-__all__ = ["DATA_KEYS", "ENCODINGS", "RequestOptions", "parse_options"]
+__all__ = [
+    "DATA_KEYS",
+    "DEFAULT_METHOD",
+    "ENCODINGS",
+    "ENCODING_BY_PROTO",
+    "OPTION_KEYS",
+    "ExplainOptions",
+    "RequestOptions",
+    "Target",
+    "parse_options",
+]
+
+Target = Literal["positive", "predicted"] | int
 
 DATA_KEYS = ("data", "body")
 OPTION_KEYS = ("methods", "target", "map_size", "map_encoding", "normalize", "logits_only")
-ENCODINGS = ("float16", "float32", "uint8", "png")
+DEFAULT_METHOD = "gradcam"
+# The map encodings: the proto's enum values and their names, in one table.
+ENCODING_BY_PROTO = {
+    pb.MAP_ENCODING_FLOAT16: "float16",
+    pb.MAP_ENCODING_FLOAT32: "float32",
+    pb.MAP_ENCODING_UINT8: "uint8",
+    pb.MAP_ENCODING_PNG: "png",
+}
+ENCODINGS = tuple(ENCODING_BY_PROTO.values())
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
 
 
 @dataclasses.dataclass(frozen=True)
 class RequestOptions:
+    """The options resolved for one model: defaults filled, values checked."""
+
     methods: tuple[str, ...] = (DEFAULT_METHOD,)
     target: Target = "positive"
     map_size: tuple[int, int] | str = "native"
@@ -38,6 +70,108 @@ class RequestOptions:
     @property
     def wants_maps(self) -> bool:
         return not self.logits_only and bool(self.methods)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExplainOptions:
+    """A request's options as the client gave them; empty / None = the handler's default."""
+
+    methods: tuple[str, ...] = ()
+    target: str = ""
+    map_size: str = ""
+    map_encoding: str = ""
+    normalize: bool | None = None
+    logits_only: bool = False
+
+    def __post_init__(self) -> None:
+        if self.map_encoding and self.map_encoding not in ENCODINGS:
+            raise InvalidOptionError(
+                f"option 'map_encoding' must be one of {', '.join(ENCODINGS)}, "
+                f"got {self.map_encoding!r}"
+            )
+
+    @classmethod
+    def from_proto(cls, options: epb.ExplainOptions) -> ExplainOptions:
+        encoding = options.map_encoding
+        if encoding and encoding not in ENCODING_BY_PROTO:
+            raise InvalidOptionError(f"options.map_encoding {encoding} is not a known encoding")
+        return cls(
+            methods=tuple(m.strip() for m in options.methods if m.strip()),
+            target=options.target.strip(),
+            map_size=options.map_size.strip(),
+            map_encoding=ENCODING_BY_PROTO.get(encoding, ""),
+            normalize=options.normalize if options.HasField("normalize") else None,
+            logits_only=options.logits_only,
+        )
+
+    @classmethod
+    def from_inputs(cls, raw: Mapping[str, object]) -> ExplainOptions:
+        """From text keys (str or UTF-8 bytes); unknown keys are an error (a typo must not pass
+        silently). The image keys (:data:`DATA_KEYS`) are allowed and ignored."""
+        unknown = sorted(set(raw) - set(OPTION_KEYS) - set(DATA_KEYS))
+        if unknown:
+            raise InvalidOptionError(
+                f"unknown option(s) {', '.join(unknown)}; known: {', '.join(OPTION_KEYS)}"
+            )
+        text = {k: _text(v, k) for k, v in raw.items() if k in OPTION_KEYS}
+        return cls(
+            methods=_method_names(text["methods"]) if "methods" in text else (),
+            target=text.get("target", ""),
+            map_size=text.get("map_size", ""),
+            map_encoding=text.get("map_encoding", "").lower(),
+            normalize=_flag(text["normalize"], "normalize") if "normalize" in text else None,
+            logits_only=_flag(text["logits_only"], "logits_only")
+            if "logits_only" in text
+            else False,
+        )
+
+    def to_inputs(self) -> dict[str, str]:
+        """The handler's option keys, only those set (the rest stay the handler's default)."""
+        inputs: dict[str, str] = {}
+        if self.methods:
+            inputs["methods"] = ",".join(self.methods)
+        for name in ("target", "map_size", "map_encoding"):
+            if getattr(self, name):
+                inputs[name] = getattr(self, name)
+        if self.normalize is not None:
+            inputs["normalize"] = "true" if self.normalize else "false"
+        if self.logits_only:
+            inputs["logits_only"] = "true"
+        return inputs
+
+    def resolve(
+        self, *, num_classes: int, max_map_side: int, method_name: Callable[[str], str]
+    ) -> RequestOptions:
+        """The options for one model: ``method_name`` gives a CAM method's canonical name (and
+        raises for an unknown one)."""
+        opts = RequestOptions(
+            methods=tuple(dict.fromkeys(method_name(m) for m in self.methods))
+            if self.methods
+            else RequestOptions.methods,
+            target=_target(self.target, num_classes) if self.target else "positive",
+            map_size=_map_size(self.map_size, max_map_side) if self.map_size else "native",
+            map_encoding=self.map_encoding or "float16",
+            normalize=True if self.normalize is None else self.normalize,
+            logits_only=self.logits_only,
+        )
+        if not opts.normalize and opts.map_encoding in ("uint8", "png"):
+            raise InvalidOptionError(
+                f"map_encoding {opts.map_encoding!r} needs normalized maps (normalize=true)"
+            )
+        return opts
+
+
+def parse_options(
+    raw: Mapping[str, object],
+    *,
+    num_classes: int,
+    method_name: Callable[[str], str],
+    max_map_side: int = 1024,
+) -> RequestOptions:
+    """The handler's door: text keys in, options for its model out."""
+    return ExplainOptions.from_inputs(raw).resolve(
+        num_classes=num_classes, max_map_side=max_map_side, method_name=method_name
+    )
 
 
 def _text(value: object, key: str) -> str:
@@ -57,11 +191,11 @@ def _flag(text: str, key: str) -> bool:
     raise InvalidOptionError(f"option {key!r} must be true or false, got {text!r}")
 
 
-def _methods(text: str) -> tuple[str, ...]:
+def _method_names(text: str) -> tuple[str, ...]:
     names = tuple(dict.fromkeys(n.strip().lower() for n in text.split(",") if n.strip()))
     if not names:
         raise InvalidOptionError("option 'methods' names no CAM method")
-    return tuple(get_method(n).name for n in names)
+    return names
 
 
 def _target(text: str, num_classes: int) -> Target:
@@ -87,32 +221,3 @@ def _map_size(text: str, max_side: int) -> tuple[int, int] | str:
     if not (1 <= h <= max_side and 1 <= w <= max_side):
         raise InvalidOptionError(f"option 'map_size' {text!r} is outside 1..{max_side} per side")
     return (h, w)
-
-
-def parse_options(
-    raw: Mapping[str, object], *, num_classes: int, max_map_side: int = 1024
-) -> RequestOptions:
-    """Validate a request's options; unknown keys are an error (a typo must not pass silently)."""
-    unknown = sorted(set(raw) - set(OPTION_KEYS) - set(DATA_KEYS))
-    if unknown:
-        raise InvalidOptionError(
-            f"unknown option(s) {', '.join(unknown)}; known: {', '.join(OPTION_KEYS)}"
-        )
-    text = {k: _text(v, k) for k, v in raw.items() if k in OPTION_KEYS}
-    opts = RequestOptions(
-        methods=_methods(text["methods"]) if "methods" in text else RequestOptions.methods,
-        target=_target(text["target"], num_classes) if "target" in text else "positive",
-        map_size=_map_size(text["map_size"], max_map_side) if "map_size" in text else "native",
-        map_encoding=text.get("map_encoding", "float16").lower(),
-        normalize=_flag(text["normalize"], "normalize") if "normalize" in text else True,
-        logits_only=_flag(text["logits_only"], "logits_only") if "logits_only" in text else False,
-    )
-    if opts.map_encoding not in ENCODINGS:
-        raise InvalidOptionError(
-            f"option 'map_encoding' must be one of {', '.join(ENCODINGS)}, got {opts.map_encoding!r}"
-        )
-    if not opts.normalize and opts.map_encoding in ("uint8", "png"):
-        raise InvalidOptionError(
-            f"map_encoding {opts.map_encoding!r} needs normalized maps (normalize=true)"
-        )
-    return opts

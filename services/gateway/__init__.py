@@ -12,10 +12,10 @@ runner        both servers in one loop; SIGTERM -> graceful stop
 client        a blocking client for the CLI, benchmarks and tests
 """
 
+from ptxplain.explain.options import ExplainOptions
 from services.gateway.catalog import ModelInfo
 from services.gateway.client import ExplainerClient
 from services.gateway.config import BackendConfig, GatewayConfig, TlsConfig, load_config
-from services.gateway.edge import CallOptions
 from services.gateway.fanout import Gateway, ModelOutcome
 from services.gateway.grpc_service import create_server
 from services.gateway.http_app import create_http_app
@@ -23,7 +23,7 @@ from services.gateway.runner import RunningGateway, serve, start_gateway
 
 __all__ = [
     "BackendConfig",
-    "CallOptions",
+    "ExplainOptions",
     "ExplainerClient",
     "Gateway",
     "GatewayConfig",

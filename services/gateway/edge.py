@@ -6,7 +6,8 @@
   dependency-free module: the gateway runs without numpy, Pillow, pydicom or torch;
 * the models: every requested name must be served (else INVALID_ARGUMENT naming it); none
   requested = every ready model;
-* the options, turned into the handler's input keys (the handler validates their values).
+* the options (:class:`~ptxplain.explain.options.ExplainOptions`), turned into the handler's
+  input keys (the handler validates their values against its model).
 """
 
 from __future__ import annotations
@@ -14,68 +15,19 @@ from __future__ import annotations
 import dataclasses
 import time
 
-from ptxplain.errors import ImageTooLargeError, InvalidInputError, InvalidOptionError
+from ptxplain.errors import ImageTooLargeError, InvalidInputError
+from ptxplain.explain.options import ExplainOptions
 from ptxplain.image_format import sniff_format
-from ptxplain.v1 import explainer_pb2 as epb
-from ptxplain.v1 import result_pb2 as pb
 from services.gateway.backend import encode_predictions_request
 
-__all__ = ["ENCODING_NAMES", "CallOptions", "ExplainCall", "check_image", "sniff_format"]
+__all__ = ["ExplainCall", "check_image", "handler_inputs", "sniff_format"]
 
-ENCODING_NAMES = {
-    pb.MAP_ENCODING_FLOAT16: "float16",
-    pb.MAP_ENCODING_FLOAT32: "float32",
-    pb.MAP_ENCODING_UINT8: "uint8",
-    pb.MAP_ENCODING_PNG: "png",
-}
 MIB = 1024 * 1024
 
 
-@dataclasses.dataclass(frozen=True)
-class CallOptions:
-    """The request's options; empty / None = the handler's default."""
-
-    methods: tuple[str, ...] = ()
-    target: str = ""
-    map_size: str = ""
-    map_encoding: str = ""
-    normalize: bool | None = None
-    logits_only: bool = False
-
-    def __post_init__(self) -> None:
-        if self.map_encoding and self.map_encoding not in ENCODING_NAMES.values():
-            raise InvalidOptionError(
-                f"map_encoding must be one of {', '.join(ENCODING_NAMES.values())}, "
-                f"got {self.map_encoding!r}"
-            )
-
-    @classmethod
-    def from_proto(cls, options: epb.ExplainOptions) -> CallOptions:
-        encoding = options.map_encoding
-        if encoding and encoding not in ENCODING_NAMES:
-            raise InvalidOptionError(f"options.map_encoding {encoding} is not a known encoding")
-        return cls(
-            methods=tuple(m.strip() for m in options.methods if m.strip()),
-            target=options.target.strip(),
-            map_size=options.map_size.strip(),
-            map_encoding=ENCODING_NAMES.get(encoding, ""),
-            normalize=options.normalize if options.HasField("normalize") else None,
-            logits_only=options.logits_only,
-        )
-
-    def handler_inputs(self) -> dict[str, bytes]:
-        """The handler's option keys (ptxplain/explain/options.py), as gRPC input-map bytes."""
-        inputs: dict[str, str] = {}
-        if self.methods:
-            inputs["methods"] = ",".join(self.methods)
-        for name in ("target", "map_size", "map_encoding"):
-            if getattr(self, name):
-                inputs[name] = getattr(self, name)
-        if self.normalize is not None:
-            inputs["normalize"] = "true" if self.normalize else "false"
-        if self.logits_only:
-            inputs["logits_only"] = "true"
-        return {key: value.encode() for key, value in inputs.items()}
+def handler_inputs(options: ExplainOptions) -> dict[str, bytes]:
+    """The handler's option keys, as gRPC input-map bytes."""
+    return {key: value.encode() for key, value in options.to_inputs().items()}
 
 
 def check_image(image: bytes, max_bytes: int) -> str:
@@ -111,12 +63,12 @@ class ExplainCall:
         request_id: str,
         image: bytes,
         models: list[str],
-        options: CallOptions,
+        options: ExplainOptions,
         image_format: str,
         received: float,
         timeout_s: float | None,
     ) -> ExplainCall:
-        inputs = {**options.handler_inputs(), "data": image}
+        inputs = {**handler_inputs(options), "data": image}
         return cls(
             request_id=request_id,
             models=tuple(models),

@@ -20,12 +20,13 @@ from google.protobuf.message import DecodeError as ProtobufDecodeError
 
 from ptxplain import errors
 from ptxplain.errors import BackendError, Code, InternalError, PtxplainError
+from ptxplain.explain.options import ExplainOptions
 from ptxplain.v1 import explainer_pb2 as epb
 from ptxplain.v1 import result_pb2 as pb
 from services.gateway.backend import Backend, BackendReply
 from services.gateway.catalog import Catalog, MetadataSource, ModelInfo, TorchServeMetadata
 from services.gateway.config import GatewayConfig
-from services.gateway.edge import CallOptions, ExplainCall, check_image
+from services.gateway.edge import ExplainCall, check_image
 from services.gateway.metrics import GatewayMetrics
 
 __all__ = ["Gateway", "ModelOutcome", "all_failed_error"]
@@ -181,7 +182,7 @@ class Gateway:
         request_id: str,
         image: bytes,
         models: Sequence[str],
-        options: CallOptions,
+        options: ExplainOptions,
         received: float,
         timeout_s: float | None,
     ) -> ExplainCall:

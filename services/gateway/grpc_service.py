@@ -26,9 +26,10 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from ptxplain.errors import AuthError, ConfigError, DecodeError, PtxplainError
+from ptxplain.explain.options import ExplainOptions
 from ptxplain.v1 import explainer_pb2 as epb
 from services.gateway.config import GatewayConfig
-from services.gateway.edge import CallOptions, ExplainCall
+from services.gateway.edge import ExplainCall
 from services.gateway.fanout import Gateway, ModelOutcome, all_failed_error
 from services.gateway.logs import (
     REQUEST_ID_HEADER,
@@ -61,7 +62,7 @@ class ExplainerService:
             request_id=request_id_var.get(),
             image=request.image,
             models=list(request.models),
-            options=CallOptions.from_proto(request.options),
+            options=ExplainOptions.from_proto(request.options),
             received=received,
             timeout_s=context.time_remaining(),
         )

@@ -15,9 +15,10 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ptxplain.errors import Code
+from ptxplain.explain.options import ENCODING_BY_PROTO, ExplainOptions
 from ptxplain.v1 import result_pb2 as pb
 from services.gateway.catalog import Catalog, ModelInfo
-from services.gateway.edge import ENCODING_NAMES, CallOptions, ExplainCall
+from services.gateway.edge import ExplainCall
 from services.gateway.fanout import ModelOutcome
 
 __all__ = [
@@ -100,9 +101,9 @@ class ExplainQuery(BaseModel):
     logits_only: bool = Field(False, description="skip the maps")
     timeout_s: float | None = Field(None, gt=0, description="deadline for the whole request")
 
-    def call_options(self) -> CallOptions:
+    def call_options(self) -> ExplainOptions:
         methods = self.methods.split(",") if self.methods else []
-        return CallOptions(
+        return ExplainOptions(
             methods=tuple(m.strip() for m in methods if m.strip()),
             target=self.target or "",
             map_size=self.map_size or "",
@@ -164,7 +165,7 @@ def _map_json(item: pb.Map) -> dict[str, Any]:
     return {
         "method": item.method,
         "shape": [item.height, item.width],
-        "encoding": ENCODING_NAMES.get(item.encoding, "unspecified"),
+        "encoding": ENCODING_BY_PROTO.get(item.encoding, "unspecified"),
         "space": _SPACES.get(item.space, "unspecified"),
         "normalized": item.normalized,
         "raw_min": item.raw_min,

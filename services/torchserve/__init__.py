@@ -9,7 +9,7 @@ management  list / describe models and their workers
 """
 
 from services.torchserve.auth import KeyKind, TokenKeys, TokenSource, read_key_file, token_source
-from services.torchserve.client import Prediction, PredictOptions, RestClient, rest_client
+from services.torchserve.client import Prediction, RestClient, rest_client
 from services.torchserve.config import (
     DEFAULT_MAX_REQUEST_SIZE,
     DEFAULT_MAX_RESPONSE_SIZE,
@@ -36,7 +36,6 @@ __all__ = [
     "ManagementClient",
     "ModelStatus",
     "Ports",
-    "PredictOptions",
     "Prediction",
     "RestClient",
     "TokenKeys",

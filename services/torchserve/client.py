@@ -29,6 +29,7 @@ from ptxplain.errors import (
     PtxplainError,
     UnknownModelError,
 )
+from ptxplain.explain.options import ExplainOptions
 from ptxplain.v1 import result_pb2
 from services.torchserve.auth import TokenSource, is_rest_rejection, token_source
 from services.torchserve.config import (
@@ -37,7 +38,6 @@ from services.torchserve.config import (
 
 __all__ = [
     "PROTOBUF_CONTENT_TYPE",
-    "PredictOptions",
     "Prediction",
     "RestClient",
     "parse_result",
@@ -45,33 +45,6 @@ __all__ = [
 ]
 
 PROTOBUF_CONTENT_TYPE = "application/x-protobuf"
-
-
-@dataclasses.dataclass(frozen=True)
-class PredictOptions:
-    """Request options; None leaves the handler's default (see ptxplain/explain/options.py)."""
-
-    methods: tuple[str, ...] | None = None
-    target: str | int | None = None
-    map_size: str | None = None
-    map_encoding: str | None = None
-    logits_only: bool | None = None
-    normalize: bool | None = None
-
-    def as_params(self) -> dict[str, str]:
-        """The REST query parameters / gRPC input keys (strings)."""
-        params: dict[str, str] = {}
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if value is None:
-                continue
-            if isinstance(value, bool):
-                params[field.name] = "true" if value else "false"
-            elif isinstance(value, tuple):
-                params[field.name] = ",".join(value)
-            else:
-                params[field.name] = str(value)
-        return params
 
 
 @dataclasses.dataclass(frozen=True)
@@ -169,7 +142,7 @@ class RestClient:
         self,
         model: str,
         image: bytes,
-        options: PredictOptions | None = None,
+        options: ExplainOptions | None = None,
         *,
         timeout_s: float | None = None,
     ) -> Prediction:
@@ -177,7 +150,7 @@ class RestClient:
             "POST",
             f"/models/{model}/invoke",
             data=image,
-            params=(options or PredictOptions()).as_params(),
+            params=(options or ExplainOptions()).to_inputs(),
             headers={"Content-Type": "application/octet-stream"},
             timeout=timeout_s or self.timeout_s,
         )

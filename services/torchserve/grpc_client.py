@@ -23,9 +23,10 @@ from ptxplain.errors import (
     PtxplainError,
     UnknownModelError,
 )
+from ptxplain.explain.options import ExplainOptions
 from ptxplain.torchserve import inference_pb2, inference_pb2_grpc
 from services.torchserve.auth import TokenSource, token_source
-from services.torchserve.client import Prediction, PredictOptions, parse_result
+from services.torchserve.client import Prediction, parse_result
 from services.torchserve.config import (
     DEFAULT_MAX_REQUEST_SIZE,
     DEFAULT_MAX_RESPONSE_SIZE,
@@ -52,9 +53,9 @@ def _channel_options(max_send_bytes: int, max_receive_bytes: int) -> list[tuple[
     ]
 
 
-def _predictions_request(model: str, image: bytes, options: PredictOptions | None) -> Any:
+def _predictions_request(model: str, image: bytes, options: ExplainOptions | None) -> Any:
     inputs = {
-        key: value.encode() for key, value in (options or PredictOptions()).as_params().items()
+        key: value.encode() for key, value in (options or ExplainOptions()).to_inputs().items()
     }
     inputs["data"] = image
     return inference_pb2.PredictionsRequest(model_name=model, input=inputs)
@@ -128,7 +129,7 @@ class GrpcClient:
         self,
         model: str,
         image: bytes,
-        options: PredictOptions | None = None,
+        options: ExplainOptions | None = None,
         *,
         timeout_s: float | None = None,
     ) -> Prediction:
@@ -194,7 +195,7 @@ class AsyncGrpcClient:
         self,
         model: str,
         image: bytes,
-        options: PredictOptions | None = None,
+        options: ExplainOptions | None = None,
         *,
         timeout_s: float | None = None,
     ) -> Prediction:

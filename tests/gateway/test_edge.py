@@ -15,10 +15,11 @@ from ptxplain.errors import (
     InvalidInputError,
     InvalidOptionError,
 )
+from ptxplain.explain.options import ExplainOptions
 from ptxplain.imaging.decode import sniff_format as handler_sniff
 from ptxplain.v1 import explainer_pb2 as epb
 from ptxplain.v1 import result_pb2 as pb
-from services.gateway.edge import CallOptions, check_image, sniff_format
+from services.gateway.edge import check_image, handler_inputs, sniff_format
 from tests.factories.dicom_factory import make_dicom
 from tests.gateway.fakes import png_bytes
 
@@ -61,7 +62,7 @@ def test_options_become_the_handlers_input_keys() -> None:
         normalize=True,
         logits_only=False,
     )
-    inputs = CallOptions.from_proto(proto).handler_inputs()
+    inputs = handler_inputs(ExplainOptions.from_proto(proto))
     assert inputs == {
         "methods": b"gradcam,hirescam",
         "target": b"predicted",
@@ -69,9 +70,9 @@ def test_options_become_the_handlers_input_keys() -> None:
         "map_encoding": b"png",
         "normalize": b"true",
     }
-    assert CallOptions.from_proto(epb.ExplainOptions()).handler_inputs() == {}
+    assert handler_inputs(ExplainOptions.from_proto(epb.ExplainOptions())) == {}
     with pytest.raises(InvalidOptionError, match="map_encoding"):
-        CallOptions.from_proto(epb.ExplainOptions(map_encoding=9))  # type: ignore[arg-type]
+        ExplainOptions.from_proto(epb.ExplainOptions(map_encoding=9))  # type: ignore[arg-type]
 
 
 def test_the_gateway_imports_no_torch_numpy_pillow_or_pydicom() -> None:

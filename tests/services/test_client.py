@@ -22,9 +22,10 @@ from ptxplain.errors import (
     InvalidInputError,
     UnknownModelError,
 )
+from ptxplain.explain.options import ExplainOptions
 from ptxplain.torchserve import inference_pb2, inference_pb2_grpc
 from ptxplain.v1 import result_pb2
-from services.torchserve import AsyncGrpcClient, GrpcClient, PredictOptions, TokenSource
+from services.torchserve import AsyncGrpcClient, GrpcClient, TokenSource
 from services.torchserve.client import _rest_error
 from tests.services.test_auth import write_keys
 
@@ -73,13 +74,13 @@ def fake(tmp_path: Path) -> Iterator[tuple[str, FakeInference, TokenSource]]:
 
 
 def test_options_become_strings() -> None:
-    options = PredictOptions(methods=("gradcam", "layercam"), target=1, logits_only=False)
-    assert options.as_params() == {
+    options = ExplainOptions(methods=("gradcam", "layercam"), target="1", normalize=False)
+    assert options.to_inputs() == {
         "methods": "gradcam,layercam",
         "target": "1",
-        "logits_only": "false",
+        "normalize": "false",
     }
-    assert PredictOptions().as_params() == {}
+    assert ExplainOptions().to_inputs() == {}
 
 
 def test_grpc_predict_sends_image_options_and_token(
@@ -87,7 +88,7 @@ def test_grpc_predict_sends_image_options_and_token(
 ) -> None:
     target, servicer, token = fake
     with GrpcClient(target, token, timeout_s=5) as client:
-        good = client.predict("m", b"png", PredictOptions(map_size="16x8"))
+        good = client.predict("m", b"png", ExplainOptions(map_size="16x8"))
         bad = client.predict("m", b"bad")
         assert client.ping() == {"status": "Healthy"}
     assert (good.ok, good.http_status, list(good.result.logits)) == (True, 200, [0.5, -0.5])

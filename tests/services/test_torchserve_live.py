@@ -17,11 +17,11 @@ import requests
 from PIL import Image
 
 from ptxplain.errors import BackendError, ImageTooLargeError, UnknownModelError
+from ptxplain.explain.options import ExplainOptions
 from ptxplain.v1 import result_pb2
 from services.torchserve import (
     GrpcClient,
     Prediction,
-    PredictOptions,
     RestClient,
     TokenSource,
     aio_grpc_client,
@@ -35,7 +35,7 @@ from tests.conftest import LIVE_ARCHS, LiveTorchServe
 
 pytestmark = pytest.mark.live
 
-OPTIONS = PredictOptions(methods=("gradcam", "layercam"), map_size="16", map_encoding="float32")
+OPTIONS = ExplainOptions(methods=("gradcam", "layercam"), map_size="16", map_encoding="float32")
 OCTETS = {"Content-Type": "application/octet-stream"}
 
 
@@ -134,8 +134,8 @@ def test_bad_items_in_a_batch_get_their_own_status(
     bad = [
         (rest, b"not an image", None),
         (grpc_, b"\x89PNG\r\n\x1a\n truncated", None),
-        (rest, png(), PredictOptions(target="7")),
-        (grpc_, png(), PredictOptions(methods=("nocam",))),
+        (rest, png(), ExplainOptions(target="7")),
+        (grpc_, png(), ExplainOptions(methods=("nocam",))),
     ]
     jobs = [item for pair in zip(good, bad + bad[:2], strict=True) for item in pair]
     with ThreadPoolExecutor(max_workers=len(jobs)) as pool:

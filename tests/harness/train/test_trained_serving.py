@@ -17,10 +17,11 @@ from harness.phantom.generate import PhantomConfig, generate_phantom
 from harness.train.data import load_images, model_batch, read_train_val
 from harness.train.run import WEIGHTS_FILENAME
 from ptxplain.cli import main
+from ptxplain.explain.options import ExplainOptions
 from ptxplain.models.meta import META_FILENAME, ModelMeta
 from ptxplain.models.registry import get_spec
 from ptxplain.models.weights import load_weights
-from services.torchserve import PredictOptions, RestClient, TorchServeProcess, rest_client
+from services.torchserve import RestClient, TorchServeProcess, rest_client
 from tests.conftest import free_port_config
 
 pytestmark = pytest.mark.live
@@ -95,7 +96,7 @@ def test_a_trained_checkpoint_archives_and_serves_what_it_learned(
     meta = ModelMeta.read(checkpoint / META_FILENAME)
     records = read_train_val(checkpoint.parent / "phantom", ReadOptions())
     record = records.val[0]
-    served_result = served.predict(NAME, record.path.read_bytes(), PredictOptions()).result
+    served_result = served.predict(NAME, record.path.read_bytes(), ExplainOptions()).result
     assert served_result.status.code == 0, served_result.status.message
     assert served_result.trained and served_result.architecture == "resnet18"
     assert served_result.threshold == pytest.approx(meta.threshold)
