@@ -12,3 +12,16 @@ scenario.yaml the default scenario of `make loadtest`
 Only locustfile, grpc_user and http_user import Locust (which monkey-patches the process with
 gevent); the other modules are plain and unit-tested in tests/loadtest/.
 """
+
+__all__ = [
+    "grpc_user",
+    "http_user",
+    "images",
+    "locustfile",
+    "outcome",
+    "scenario",
+    "settings",
+    "tasks",
+    "verdict",
+    "workload",
+]

@@ -72,7 +72,8 @@ def _synthetic(settings: ImageSettings) -> list[TestImage]:
 
 
 def _split_paths(folder: Path, split: str) -> list[Path]:
-    from harness.data.dataset import ReadOptions, open_dataset
+    from harness.data.dataset import ReadOptions
+    from harness.data.layouts import open_dataset
     from harness.data.split import SPLITS, load_or_create_split
 
     if split not in SPLITS:

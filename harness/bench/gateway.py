@@ -14,7 +14,7 @@ at the same torch thread count:
 Also reported: the gateway's own time per call from its timings (request in -> backend call out,
 backend reply in -> response out), the bytes it adds to TorchServe's result bytes, and the
 pass-through gain (placing result bytes into the response vs parsing and re-serializing them).
-Targets (issue #3): gateway <= engine + 20 ms (first model); all models <= 1.1 x the sum of
+Targets: gateway <= engine + 20 ms (first model); all models <= 1.1 x the sum of
 the engines; gateway's own time <= 2 ms median.
 """
 

@@ -8,6 +8,7 @@ imported here, so importing one module does not pull in the others (or torch).
 __all__ = [
     "dataset",
     "dicom_io",
+    "layouts",
     "png_layout",
     "pseudonym",
     "rle",

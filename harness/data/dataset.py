@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, Protocol
 
 import numpy as np
 
 from harness.data.rle import RleEncoding, spans_to_mask
-from ptxplain.errors import InvalidInputError, InvalidOptionError
+from ptxplain.errors import InvalidInputError
 
 __all__ = [
     "Dataset",
@@ -36,12 +34,8 @@ __all__ = [
     "SkipReason",
     "SkippedItem",
     "SpanMask",
-    "open_dataset",
-    "progress",
     "summarize",
 ]
-
-T = TypeVar("T")
 
 
 class Label(enum.IntEnum):
@@ -208,44 +202,3 @@ class ReadOptions:
     strict: bool = False
     state_dir: Path | None = None
     progress: bool = False
-
-
-def progress(items: Iterable[T], *, total: int, desc: str, enabled: bool) -> Iterator[T]:
-    """Iterate with a tqdm bar on stderr when enabled and the folder is large (>= 200)."""
-    from tqdm import tqdm
-
-    yield from tqdm(
-        items, total=total, desc=desc, file=sys.stderr, disable=not enabled or total < 200
-    )
-
-
-def _readers() -> dict[str, tuple[Callable[[Path], bool], Callable[..., Dataset]]]:
-    # Imported here: the reader modules import this one for the record types.
-    from harness.data import png_layout, siim
-
-    return {
-        "siim": (siim.looks_like_siim, siim.read_siim),
-        "png": (png_layout.looks_like_png_layout, png_layout.read_png_layout),
-        "folders": (png_layout.looks_like_folder_layout, png_layout.read_folder_layout),
-    }
-
-
-def open_dataset(root: Path, options: ReadOptions) -> Dataset:
-    """Read a data folder of any supported layout (``options.layout`` or detected)."""
-    from harness.data.pseudonym import load_or_create_key
-
-    if not root.is_dir():
-        raise InvalidInputError(f"{root}: no such data folder")
-    readers = _readers()
-    layout = options.layout
-    if layout == "auto":
-        layout = next((name for name, (test, _) in readers.items() if test(root)), "")
-        if not layout:
-            raise InvalidInputError(
-                f"{root}: unrecognised layout (expected train-rle.csv or stage_2_train.csv, "
-                "images/ + masks/, or positive/ + negative/; see docs/data.md)"
-            )
-    if layout not in readers:
-        raise InvalidOptionError(f"--layout {layout!r}: choose auto, {', '.join(readers)}")
-    pseudonymize = load_or_create_key(options.state_dir or root)
-    return readers[layout][1](root, options, pseudonymize)

@@ -37,10 +37,10 @@ from harness.data.dataset import (
     ReadOptions,
     SkipLog,
     SkipReason,
-    progress,
     summarize,
 )
 from harness.data.dicom_io import read_header
+from harness.progress import progress
 from ptxplain.errors import DecodeError, InvalidInputError
 
 __all__ = [

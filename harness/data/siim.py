@@ -31,7 +31,6 @@ from harness.data.dataset import (
     SkipLog,
     SkipReason,
     SpanMask,
-    progress,
     summarize,
 )
 from harness.data.dicom_io import DicomHeader, read_header
@@ -45,6 +44,7 @@ from harness.data.rle import (
     parse_pairs,
     spans_from_pairs,
 )
+from harness.progress import progress
 from ptxplain.errors import DecodeError, InvalidInputError
 
 __all__ = [

@@ -17,7 +17,8 @@ import time
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness.data.dataset import Dataset, ImageRecord, ReadOptions, open_dataset
+from harness.data.dataset import Dataset, ImageRecord, ReadOptions
+from harness.data.layouts import open_dataset
 from harness.evaluate.replay import ExplainClient, ReplayConfig, ReplayOutcome, replay
 from harness.metrics.depth import ModelFacts
 from harness.metrics.latency import latency_summary

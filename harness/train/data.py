@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from harness.data.dataset import ImageRecord, ReadOptions, open_dataset
+from harness.data.dataset import ImageRecord, ReadOptions
+from harness.data.layouts import open_dataset
 from harness.data.split import load_or_create_split
 from ptxplain.imaging.preprocess import letterbox, to_model_input
 

@@ -7,7 +7,7 @@
                           (full backward) and ptxplain's engine (backward to the target layer
                           only); medians of interleaved repeats at one torch thread count.
 
-Targets (issue #2): ptxplain <= 1.3x the forward for every architecture at batch 1 and 8, and
+Targets: ptxplain <= 1.3x the forward for every architecture at batch 1 and 8, and
 a median <= 1.15x across architectures, at each architecture's standard size (224 px).
 """
 

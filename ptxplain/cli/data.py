@@ -63,7 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _open(args: argparse.Namespace) -> Any:
-    from harness.data.dataset import ReadOptions, RleChoice, open_dataset
+    from harness.data.dataset import ReadOptions, RleChoice
+    from harness.data.layouts import open_dataset
 
     options = ReadOptions(
         layout=args.layout,

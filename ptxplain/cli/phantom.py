@@ -43,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pydicom.uid import ExplicitVRLittleEndian
 
-    from harness.data.dataset import progress
     from harness.phantom.generate import PhantomConfig, generate_phantom
+    from harness.progress import progress
 
     config = PhantomConfig(
         n=args.n,

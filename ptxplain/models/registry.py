@@ -26,7 +26,6 @@ __all__ = [
     "POSITIVE_CLASS",
     "ArchSpec",
     "TokenLayout",
-    "build_model",
     "get_spec",
     "list_specs",
     "model_stats",
@@ -95,10 +94,6 @@ def get_spec(name: str) -> ArchSpec:
 
 def list_specs() -> list[ArchSpec]:
     return list(_REGISTRY.values())
-
-
-def build_model(name: str, input_size: int | None = None) -> nn.Module:
-    return get_spec(name).build(input_size)
 
 
 def target_layer(model: nn.Module, spec: ArchSpec) -> nn.Module:

@@ -7,3 +7,5 @@ torchserve_properties    config.properties for a container, rendered by TorchSer
 healthcheck              HTTP probe for HEALTHCHECK (TorchServe /ping, gateway /healthz)
 compose/                 the gateway and Prometheus configs used by docker-compose.yml
 """
+
+__all__ = ["healthcheck", "requirements", "torchserve_properties"]

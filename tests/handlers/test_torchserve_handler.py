@@ -1,7 +1,7 @@
 """The TorchServe handler in-process, with TorchServe's own Context and RequestProcessor.
 
-Every bad input of issue #2, alone and mixed into a batch with good items: the handler never
-raises, the bad item gets an error status naming the problem (and a 4xx), the others are served
+Every bad input (empty, not an image, truncated, over a cap, unknown option …), alone and mixed
+into a batch with good items: the handler never raises, the bad item gets an error status naming the problem (and a 4xx), the others are served
 exactly as they would be alone.
 """
 

@@ -12,8 +12,9 @@ from typing import Any
 import numpy as np
 from pydicom.uid import UID, ExplicitVRLittleEndian
 
-from harness.data.dataset import Dataset, ReadOptions, open_dataset
+from harness.data.dataset import Dataset, ReadOptions
 from harness.data.dicom_io import DicomIdentity, build_radiograph, derived_uid, write_dicom
+from harness.data.layouts import open_dataset
 
 __all__ = ["PATIENT_NAME", "read_dataset", "skips_by_reason", "write_csv", "write_dicom_file"]
 

@@ -12,7 +12,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from harness.data.dataset import ImageRecord, ReadOptions, open_dataset
+from harness.data.dataset import ImageRecord, ReadOptions
+from harness.data.layouts import open_dataset
 from harness.data.split import SplitConfig, load_or_create_split
 from harness.evaluate.replay import FanOutAnswer
 from harness.metrics.depth import ModelFacts

@@ -17,8 +17,9 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from harness.data.dataset import ReadOptions, open_dataset
+from harness.data.dataset import ReadOptions
 from harness.data.dicom_io import can_encode
+from harness.data.layouts import open_dataset
 from harness.phantom.anatomy import draw_anatomy, sample_geometry
 from harness.phantom.generate import (
     CSV_NAME,

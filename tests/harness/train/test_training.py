@@ -12,7 +12,8 @@ import pytest
 import torch
 
 import harness.data.dicom_io
-from harness.data.dataset import ReadOptions, open_dataset
+from harness.data.dataset import ReadOptions
+from harness.data.layouts import open_dataset
 from harness.data.split import SPLIT_FILENAME
 from harness.phantom.generate import PhantomConfig, generate_phantom
 from harness.train.augment import AugmentConfig, augment_batch
