@@ -8,7 +8,7 @@ __all__ = [
     "augment",
     "config",
     "data",
-    "default_models",
+    "embedded",
     "loop",
     "metrics",
     "pretrained",

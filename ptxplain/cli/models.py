@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from harness.train.default_models import DefaultModelsPlan, archive_checkpoints, ensure_phantom
+    from harness.train.embedded import DefaultModelsPlan, archive_checkpoints, ensure_phantom
     from harness.train.profiles import get_profile
     from ptxplain.cli import main
 

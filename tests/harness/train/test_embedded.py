@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.train.default_models import DefaultModelsPlan, archive_checkpoints, ensure_phantom
+from harness.train.embedded import DefaultModelsPlan, archive_checkpoints, ensure_phantom
 from harness.train.profiles import PhantomRecipe, Profile, ProfileEntry
 from ptxplain.errors import InvalidOptionError
 from ptxplain.models.meta import META_FILENAME, ModelMeta
