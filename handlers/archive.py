@@ -63,6 +63,8 @@ class ServingOptions:
     device: Literal["cpu", "gpu"] = "cpu"
     max_bytes: int | None = None
     max_pixels: int | None = None
+    # The forward pass in bfloat16 / float16 (the engine's autocast); None = float32.
+    autocast: str | None = None
 
     def __post_init__(self) -> None:
         counts = {
@@ -80,9 +82,13 @@ class ServingOptions:
             raise ConfigError(f"max_batch_delay_ms must be >= 1, got {self.max_batch_delay_ms}")
         if self.device not in ("cpu", "gpu"):
             raise ConfigError(f"device must be cpu or gpu, got {self.device!r}")
+        if self.autocast not in (None, "bfloat16", "float16"):
+            raise ConfigError(f"autocast must be bfloat16 or float16, got {self.autocast!r}")
 
     def model_config(self) -> dict[str, Any]:
-        section: dict[str, int] = {"torch_threads": self.torch_threads}
+        section: dict[str, int | str] = {"torch_threads": self.torch_threads}
+        if self.autocast is not None:
+            section["autocast"] = self.autocast
         if self.max_bytes is not None:
             section["max_bytes"] = self.max_bytes
         if self.max_pixels is not None:

@@ -54,6 +54,8 @@ class HandlerConfig:
     max_bytes: int = 32 * 1024 * 1024
     max_pixels: int = 40_000_000
     max_map_side: int = 1024
+    # The engine's autocast (bfloat16 / float16), None = float32.
+    autocast: str | None = None
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | None) -> HandlerConfig:
@@ -61,8 +63,10 @@ class HandlerConfig:
         unknown = set(raw) - {f.name for f in dataclasses.fields(cls)}
         if unknown:
             raise ConfigError(f"unknown handler setting(s): {', '.join(sorted(unknown))}")
-        cfg = cls(**{k: int(v) for k, v in raw.items()})
-        if min(dataclasses.astuple(cfg)) < 1:
+        autocast = raw.pop("autocast", None)
+        cfg = cls(**{k: int(v) for k, v in raw.items()}, autocast=autocast)
+        counts = [v for v in dataclasses.astuple(cfg) if isinstance(v, int)]
+        if min(counts) < 1:
             raise ConfigError(f"handler settings must be positive: {cfg}")
         return cfg
 
@@ -111,7 +115,8 @@ class PtxplainHandler:
         spec = self.meta.spec
         weights = model_dir / context.manifest["model"]["serializedFile"]
         model = build_with_weights(spec, self.meta.input_size, weights)
-        self.engine = ExplanationEngine(model.to(_device(props.get("gpu_id"))), spec)
+        device = _device(props.get("gpu_id"))
+        self.engine = ExplanationEngine(model.to(device), spec, autocast=self.config.autocast)
         self.initialized = True
         log.info(
             "loaded %s (%s, %dpx, %s) on %s with %d torch threads",

@@ -40,6 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     serving.add_argument("--max-batch-delay", type=int, default=20, help="milliseconds")
     serving.add_argument("--workers", type=int, default=1)
     serving.add_argument("--torch-threads", type=int, default=1)
+    serving.add_argument(
+        "--autocast",
+        choices=("bfloat16", "float16"),
+        default=None,
+        help="run the forward pass in this precision (default: float32); maps and logits "
+        "come back in float32",
+    )
     serving.add_argument("--response-timeout", type=int, default=120, help="seconds")
     serving.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
     serving.add_argument("--max-bytes", type=int, help="handler's byte cap (default: handler's)")
@@ -55,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
         max_batch_delay_ms=args.max_batch_delay,
         workers=args.workers,
         torch_threads=args.torch_threads,
+        autocast=args.autocast,
         response_timeout_s=args.response_timeout,
         device=args.device,
         max_bytes=args.max_bytes,

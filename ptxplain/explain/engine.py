@@ -25,7 +25,9 @@ from ptxplain.explain.methods import get_method
 from ptxplain.explain.options import Target
 from ptxplain.models.registry import ArchSpec, TokenLayout, target_layer, token_layout
 
-__all__ = ["Explanation", "ExplanationEngine", "Target", "resolve_targets"]
+__all__ = ["AUTOCAST", "Explanation", "ExplanationEngine", "Target", "resolve_targets"]
+
+AUTOCAST = {None: None, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -85,9 +87,17 @@ def _capture(layer: nn.Module) -> Iterator[_LayerCapture]:
 class ExplanationEngine:
     """Wraps one model of one registry architecture."""
 
-    def __init__(self, model: nn.Module, spec: ArchSpec) -> None:
+    def __init__(self, model: nn.Module, spec: ArchSpec, autocast: str | None = None) -> None:
+        """``autocast``: None (float32), "bfloat16" or "float16" — the forward pass (and so the
+        captured activations and gradients) in that precision; logits and maps come back in
+        float32 either way (tests/explain/test_engine.py bounds the difference)."""
         self.model = model.eval().requires_grad_(False)
         self.spec = spec
+        if autocast not in AUTOCAST:
+            raise InvalidOptionError(
+                f"autocast must be one of {[str(k) for k in AUTOCAST]}, got {autocast!r}"
+            )
+        self.autocast = autocast
         self.layer = target_layer(self.model, spec)
         self.layout: TokenLayout | None = token_layout(self.model) if spec.tokens else None
 
@@ -95,8 +105,14 @@ class ExplanationEngine:
     def device(self) -> torch.device:
         return next(self.model.parameters()).device
 
+    def _precision(self) -> contextlib.AbstractContextManager[object]:
+        dtype = AUTOCAST[self.autocast]
+        if dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
     def logits(self, images: torch.Tensor) -> torch.Tensor:
-        with torch.inference_mode():
+        with torch.inference_mode(), self._precision():
             return self.model(images.to(self.device)).float().cpu()
 
     def explain(
@@ -114,17 +130,19 @@ class ExplanationEngine:
         if len(targets) != len(images):
             raise InvalidOptionError(f"{len(targets)} targets for {len(images)} images")
         with _capture(self.layer) as capture, torch.enable_grad():
-            raw_logits = self.model(images.to(self.device))
+            with self._precision():
+                raw_logits = self.model(images.to(self.device))
             assert capture.leaf is not None, "target layer did not run"
             classes = resolve_targets(targets, raw_logits.detach(), self.spec.positive_class)
             grads = self._gradients(raw_logits, classes, capture.leaf, cam_methods)
             activations = self._to_grid(capture.leaf.detach())
+        grid_grads = None if grads is None else self._to_grid(grads)
+        with torch.no_grad():
+            # Every method's map on the model's device; one copy of them all to the host.
+            stacked = torch.stack([m.cam_torch(activations, grid_grads) for m in cam_methods])
+            maps = stacked.clamp(min=0).cpu().numpy()
         logits = raw_logits.detach().float().cpu()
-        acts_np = activations.float().cpu().numpy()
-        grads_np = None if grads is None else self._to_grid(grads).float().cpu().numpy()
-        cams = {
-            m.name: np.maximum(m.cam(acts_np, grads_np), 0).astype(np.float32) for m in cam_methods
-        }
+        cams = {m.name: maps[i] for i, m in enumerate(cam_methods)}
         return Explanation(logits, logits.softmax(dim=1), classes, cams)
 
     @staticmethod

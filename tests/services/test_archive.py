@@ -21,6 +21,7 @@ from handlers.archive import (
     build_archive,
     read_archive_file,
 )
+from handlers.torchserve_handler import HandlerConfig
 from ptxplain.cli import main
 from ptxplain.errors import ConfigError, WeightsError
 from ptxplain.models.meta import META_FILENAME, ModelMeta
@@ -182,7 +183,13 @@ def test_weights_that_do_not_fit_are_refused(checkpoint: Path, tmp_path: Path) -
 
 @pytest.mark.parametrize(
     "options",
-    [{"batch_size": 0}, {"workers": 0}, {"max_batch_delay_ms": 0}, {"device": "tpu"}],
+    [
+        {"batch_size": 0},
+        {"workers": 0},
+        {"max_batch_delay_ms": 0},
+        {"device": "tpu"},
+        {"autocast": "int8"},
+    ],
 )
 def test_bad_serving_options_are_config_errors(options: dict) -> None:
     with pytest.raises(ConfigError, match=next(iter(options)).split("_ms")[0]):
@@ -218,3 +225,11 @@ def test_cli_reports_a_missing_checkpoint(
     ]
     assert main(argv) == 2
     assert "gone.pt" in capsys.readouterr().err
+
+
+def test_autocast_reaches_the_handler_config() -> None:
+    section = ServingOptions(autocast="bfloat16", torch_threads=2).model_config()["ptxplain"]
+    assert section == {"torch_threads": 2, "autocast": "bfloat16"}
+    config = HandlerConfig.from_mapping(section)
+    assert (config.autocast, config.torch_threads) == ("bfloat16", 2)
+    assert HandlerConfig.from_mapping({}).autocast is None
