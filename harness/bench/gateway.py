@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-__all__ = ["GatewayBenchSettings", "run_gateway_bench"]
+__all__ = ["GatewayBenchSettings", "run_gateway_bench", "start_gateway_process"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -108,12 +108,16 @@ def _start_torchserve(
     return process
 
 
-def _start_gateway(ts_config: Any, root: Path) -> tuple[subprocess.Popen[bytes], str]:
+def start_gateway_process(
+    ts_config: Any, root: Path, *, http: bool = False
+) -> tuple[subprocess.Popen[bytes], str, str | None]:
+    """``ptxplain gateway`` as its own process in front of ``ts_config``'s TorchServe, on free
+    ports: (process, gRPC target, HTTP base URL or None)."""
     from services.stack import gateway_command
 
     config = {
         "grpc_port": 0,
-        "http_port": None,
+        "http_port": 0 if http else None,
         "backends": [
             {
                 "name": "local",
@@ -130,7 +134,8 @@ def _start_gateway(ts_config: Any, root: Path) -> tuple[subprocess.Popen[bytes],
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log)
     assert process.stdout is not None
     ports = json.loads(process.stdout.readline())["serving"]
-    return process, f"127.0.0.1:{ports['grpc']}"
+    base = f"http://127.0.0.1:{ports['http']}" if http else None
+    return process, f"127.0.0.1:{ports['grpc']}", base
 
 
 def _pass_through_gain(raws: list[bytes]) -> dict[str, float]:
@@ -231,7 +236,7 @@ def run_gateway_bench(
         torchserve = _start_torchserve(settings, root, say)
         gateway_process = None
         try:
-            gateway_process, target = _start_gateway(torchserve.config, root)
+            gateway_process, target, _ = start_gateway_process(torchserve.config, root)
             engines = _engines(settings, image)
             with grpc_client(torchserve.config) as ts, ExplainerClient(target) as gateway:
                 gateway.wait_serving(120)

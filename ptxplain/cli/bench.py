@@ -17,13 +17,16 @@ import argparse
 import json
 import os
 import sys
+from pathlib import Path
 
 NAME = "bench"
 HELP = "benchmark the engine against a plain forward and stock grad-cam"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("suite", choices=("engine", "gateway"), help="what to benchmark")
+    parser.add_argument(
+        "suite", choices=("engine", "gateway", "throughput"), help="what to benchmark"
+    )
     parser.add_argument("--archs", default="all", help="comma-separated names, or 'all' / 'study'")
     parser.add_argument("--batches", default="1,8", help="comma-separated batch sizes")
     parser.add_argument("--repeats", type=int, default=5, help="timed repeats (median reported)")
@@ -33,6 +36,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--json", dest="json_out", default=None, help="also write rows to this file"
+    )
+    live = parser.add_argument_group("throughput (the live stack against the in-process limit)")
+    live.add_argument(
+        "--concurrency",
+        default="1,4,8,16,32",
+        help="closed-loop clients per level, comma-separated (default: 1,4,8,16,32)",
+    )
+    live.add_argument(
+        "--seconds", type=float, default=10.0, help="per level and transport (default: 10)"
+    )
+    live.add_argument(
+        "--transports", default="grpc,http", help="grpc and/or http (default: grpc,http)"
+    )
+    live.add_argument(
+        "--batch-size",
+        type=int,
+        default=8,
+        help="TorchServe batchSize and the reference's (default: 8)",
     )
 
 
@@ -51,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
         from harness.bench.gateway import run_gateway_cli
 
         return run_gateway_cli(args)
+    if args.suite == "throughput":
+        return _throughput(args)
     import dataclasses
 
     import torch
@@ -79,4 +102,31 @@ def run(args: argparse.Namespace) -> int:
         with open(args.json_out, "w") as handle:
             json.dump([dataclasses.asdict(r) for r in rows], handle, indent=2)
     sys.stdout.flush()
+    return 0
+
+
+def _throughput(args: argparse.Namespace) -> int:
+    from harness.bench.throughput import ThroughputSettings, report_lines, run_throughput_bench
+    from services.stack import DEFAULT_MODELS
+
+    selection = args.archs
+    models = (
+        DEFAULT_MODELS
+        if selection in ("all", "study")
+        else tuple(a.strip() for a in selection.split(",") if a.strip())
+    )
+    settings = ThroughputSettings(
+        models=models,
+        size=args.size or 96,
+        threads=args.threads,
+        batch_size=args.batch_size,
+        concurrency=tuple(int(c) for c in args.concurrency.split(",") if c.strip()),
+        seconds=args.seconds,
+        transports=tuple(t.strip() for t in args.transports.split(",") if t.strip()),
+    )
+    figures = run_throughput_bench(settings, say=lambda line: print(line, flush=True))
+    for line in report_lines(figures):
+        print(line)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(figures, indent=2) + "\n")
     return 0

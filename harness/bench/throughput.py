@@ -1,0 +1,382 @@
+"""``ptxplain bench throughput``: the live stack against the in-process limit, in one run.
+
+On the same images (phantom DICOMs), models, input size and torch threads:
+
+* reference   in-process: the same decoding, letterbox and engines the handler runs, per model,
+              batched as TorchServe batches (``--batch-size``), one process per core; the
+              limit is ``cores`` images/s divided by one image's cost summed over the models;
+* stack       a real TorchServe (the same batching: ``batchSize`` / ``maxBatchDelay``, one
+              worker and ``threads`` torch threads per model) behind the gateway, driven by a
+              closed loop of C clients (every request to every model) over gRPC and HTTP, for
+              each C in ``--concurrency``: images/s, p50 / p95 / p99, the batch sizes
+              TorchServe formed, and where the time went (gateway, TorchServe queue and
+              transport, decode, preprocess, forward + CAM, encode, client <-> gateway).
+
+Ratios are printed side by side: saturated images/s over the reference, and the concurrency-1
+p50 over one image's in-process time.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import functools
+import os
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = ["ThroughputSettings", "report_lines", "run_throughput_bench"]
+
+Say = Callable[[str], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class ThroughputSettings:
+    models: tuple[str, ...]
+    size: int = 96
+    threads: int = 1
+    batch_size: int = 8
+    max_batch_delay_ms: int = 20
+    concurrency: tuple[int, ...] = (1, 4, 8, 16, 32)
+    seconds: float = 10.0
+    transports: tuple[str, ...] = ("grpc", "http")
+    images: int = 8
+    image_size: int = 256
+    cores: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
+
+
+def _phantom_images(settings: ThroughputSettings, root: Path) -> list[bytes]:
+    from harness.phantom.generate import PhantomConfig, generate_phantom
+
+    config = PhantomConfig(n=settings.images, seed=0, size=settings.image_size)
+    generate_phantom(config, root / "phantom")
+    paths = sorted((root / "phantom").rglob("*.dcm"))[: settings.images]
+    return [p.read_bytes() for p in paths]
+
+
+def _ms(started: float) -> float:
+    return (time.perf_counter() - started) * 1000.0
+
+
+def _reference(settings: ThroughputSettings, images: list[bytes]) -> dict[str, Any]:
+    """One image's in-process cost per model: decode + preprocess once per model (as each
+    model's handler does), forward + CAM at batch 1 and per image at ``batch_size``."""
+    import torch
+
+    from ptxplain.explain.engine import ExplanationEngine
+    from ptxplain.imaging.decode import DecodeLimits, decode_image
+    from ptxplain.imaging.preprocess import letterbox, to_model_input
+    from ptxplain.models.registry import get_spec
+
+    torch.set_num_threads(settings.threads)
+    per_model: dict[str, dict[str, float]] = {}
+    for name in settings.models:
+        spec = get_spec(name)
+        engine = ExplanationEngine(spec.build(settings.size), spec)
+        started = time.perf_counter()
+        tensors = []
+        for data in images:
+            pixels = decode_image(data, limits=DecodeLimits()).pixels
+            canvas, _ = letterbox(pixels, settings.size)
+            tensors.append(to_model_input(canvas, spec.mean, spec.std))
+        prepare_ms = _ms(started) / len(images)
+        batch = torch.stack((tensors * settings.batch_size)[: settings.batch_size])
+        engine.explain(batch[:1])  # warm-up
+        engine.explain(batch)
+        one = min(_timed(functools.partial(engine.explain, batch[:1])) for _ in range(3))
+        many = min(_timed(functools.partial(engine.explain, batch)) for _ in range(3)) / len(batch)
+        per_model[name] = {"prepare_ms": prepare_ms, "batch1_ms": one, "batched_ms": many}
+    image_ms = sum(m["prepare_ms"] + m["batch1_ms"] for m in per_model.values())
+    batched_ms = sum(m["prepare_ms"] + m["batched_ms"] for m in per_model.values())
+    return {
+        "per_model": per_model,
+        "image_ms_batch1": image_ms,
+        "image_ms_batched": batched_ms,
+        "limit_per_s_batch1": settings.cores * 1000.0 / image_ms,
+        "limit_per_s_batched": settings.cores * 1000.0 / batched_ms,
+    }
+
+
+def _timed(fn: Callable[[], object]) -> float:
+    started = time.perf_counter()
+    fn()
+    return _ms(started)
+
+
+def _start_stack(settings: ThroughputSettings, root: Path, say: Say) -> tuple[Any, Any]:
+    from handlers.archive import ServingOptions, WeightsSource, build_archive
+    from harness.bench.gateway import start_gateway_process
+    from services.torchserve import Ports, TorchServeConfig, TorchServeProcess
+
+    serving = ServingOptions(
+        batch_size=settings.batch_size,
+        max_batch_delay_ms=settings.max_batch_delay_ms,
+        torch_threads=settings.threads,
+    )
+    for name in settings.models:
+        weights = WeightsSource(input_size=settings.size)
+        build_archive(name, root / "store", weights=weights, serving=serving)
+    config = TorchServeConfig(
+        model_store=root / "store", run_dir=root / "run", ports=Ports(0, 0, 0, 0, 0)
+    )
+    torchserve = TorchServeProcess(config.with_free_ports()).start(timeout_s=600)
+    say(f"TorchServe ready in {torchserve.startup_s:.0f}s with {len(settings.models)} models")
+    gateway = start_gateway_process(torchserve.config, root, http=True)
+    _wait_answering(gateway[1], settings.models)
+    return torchserve, gateway
+
+
+def _wait_answering(target: str, models: Sequence[str], timeout_s: float = 300.0) -> None:
+    """Until the gateway serves and every model has answered once (workers loaded)."""
+    from ptxplain.errors import BackendError
+    from services.gateway.client import ExplainerClient
+
+    image = _tiny_png()
+    deadline = time.monotonic() + timeout_s
+    with ExplainerClient(target) as client:
+        client.wait_serving(timeout_s)
+        last = "no answer"
+        while time.monotonic() < deadline:
+            try:
+                response, _ = client.explain(image, models, timeout_s=60)
+                failed = [i.model for i in response.results if i.status.code != 0]
+                if not failed:
+                    return
+                last = f"{failed} not ready"
+            except Exception as exc:  # not ready yet: retried until the deadline
+                last = str(exc)
+            time.sleep(0.5)
+    raise BackendError(f"models {list(models)} never all answered in {timeout_s:.0f}s: {last}")
+
+
+def _tiny_png() -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(np.full((64, 64), 128, dtype=np.uint8)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+@dataclasses.dataclass
+class _Tally:
+    """What the clients saw during one level."""
+
+    latencies_ms: list[float] = dataclasses.field(default_factory=list)
+    failures: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    batch_sizes: collections.Counter[int] = dataclasses.field(default_factory=collections.Counter)
+    stages: dict[str, list[float]] = dataclasses.field(
+        default_factory=lambda: collections.defaultdict(list)
+    )
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def add(self, total_ms: float, results: Sequence[dict[str, Any]]) -> None:
+        with self.lock:
+            self.latencies_ms.append(total_ms)
+            # gateway_ms is the gateway's own time (in -> backend call, reply -> answer).
+            inside = [r["gateway_ms"] + r["backend_ms"] for r in results if r["ok"]]
+            self.stages["client <-> gateway"].append(total_ms - max(inside, default=0.0))
+            for result in results:
+                if not result["ok"]:
+                    self.failures[result["code"]] += 1
+                    continue
+                self.batch_sizes[int(result["batch_size"])] += 1
+                handler = sum(result[k] for k in ("decode", "preprocess", "forward_cam", "encode"))
+                self.stages["gateway"].append(result["gateway_ms"])
+                self.stages["TorchServe queue + transport"].append(result["backend_ms"] - handler)
+                for key in ("decode", "preprocess", "forward_cam", "encode"):
+                    self.stages[key].append(result[key])
+
+
+def _grpc_caller(target: str, models: Sequence[str]) -> Callable[[bytes], list[dict[str, Any]]]:
+    from services.gateway.client import ExplainerClient
+
+    client = ExplainerClient(target)
+
+    def call(image: bytes) -> list[dict[str, Any]]:
+        response, _ = client.explain(image, models)
+        return [_grpc_result(item) for item in response.results]
+
+    return call
+
+
+def _grpc_result(item: Any) -> dict[str, Any]:
+    t, g = item.result.timings, item.gateway_timings
+    return {
+        "ok": item.status.code == 0,
+        "code": str(item.status.code),
+        "batch_size": t.batch_size,
+        "decode": t.decode_ms,
+        "preprocess": t.preprocess_ms,
+        "forward_cam": t.forward_cam_ms,
+        "encode": t.encode_ms,
+        "gateway_ms": g.gateway_ms,
+        "backend_ms": g.backend_ms,
+    }
+
+
+def _http_caller(base: str, models: Sequence[str]) -> Callable[[bytes], list[dict[str, Any]]]:
+    import requests
+
+    session = requests.Session()
+    url = f"{base}/v1/explain"
+    params = {"models": ",".join(models)}
+
+    def call(image: bytes) -> list[dict[str, Any]]:
+        answer = session.post(url, params=params, data=image, timeout=300)
+        return [_http_result(r) for r in answer.json().get("results", [])]
+
+    return call
+
+
+def _http_result(item: dict[str, Any]) -> dict[str, Any]:
+    status = item.get("status", {})
+    timings = (item.get("result") or {}).get("timings", {})
+    gateway = item.get("gateway_timings", {})
+    return {
+        "ok": status.get("code") == "OK" and bool(item.get("result")),
+        "code": str(status.get("code")),
+        "batch_size": timings.get("batch_size", 0),
+        "decode": timings.get("decode_ms", 0.0),
+        "preprocess": timings.get("preprocess_ms", 0.0),
+        "forward_cam": timings.get("forward_cam_ms", 0.0),
+        "encode": timings.get("encode_ms", 0.0),
+        "gateway_ms": gateway.get("gateway_ms", 0.0),
+        "backend_ms": gateway.get("backend_ms", 0.0),
+    }
+
+
+def _level(
+    make_caller: Callable[[], Callable[[bytes], list[dict[str, Any]]]],
+    images: list[bytes],
+    clients: int,
+    seconds: float,
+) -> dict[str, Any]:
+    """A closed loop of ``clients`` threads for ``seconds``; each sends every image in turn."""
+    tally = _Tally()
+    callers = [make_caller() for _ in range(clients)]
+    callers[0](images[0])  # warm-up (channels, first batch)
+    stop = time.perf_counter() + seconds
+
+    def loop(index: int) -> None:
+        call, turn = callers[index], index
+        while time.perf_counter() < stop:
+            started = time.perf_counter()
+            try:
+                results = call(images[turn % len(images)])
+            except Exception as exc:  # a failed call is counted, never fatal to the bench
+                with tally.lock:
+                    tally.failures[type(exc).__name__] += 1
+                continue
+            tally.add(_ms(started), results)
+            turn += 1
+
+    started = time.perf_counter()
+    workers = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return _summary(tally, time.perf_counter() - started)
+
+
+def _quantile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def _summary(tally: _Tally, elapsed_s: float) -> dict[str, Any]:
+    lat = tally.latencies_ms
+    return {
+        "requests": len(lat),
+        "per_s": len(lat) / elapsed_s,
+        "p50_ms": _quantile(lat, 0.5),
+        "p95_ms": _quantile(lat, 0.95),
+        "p99_ms": _quantile(lat, 0.99),
+        "failures": dict(tally.failures),
+        "batch_sizes": dict(sorted(tally.batch_sizes.items())),
+        "stages_ms": {k: statistics.median(v) for k, v in tally.stages.items() if v},
+    }
+
+
+def run_throughput_bench(settings: ThroughputSettings, say: Say = print) -> dict[str, Any]:
+    """Build, start, measure, stop; return every figure."""
+    with tempfile.TemporaryDirectory(prefix="ptxplain-bench-throughput-") as tmp:
+        root = Path(tmp)
+        images = _phantom_images(settings, root)
+        say(f"{len(images)} phantom DICOMs of {settings.image_size} px")
+        reference = _reference(settings, images)
+        say(
+            f"in-process: {reference['image_ms_batch1']:.0f} ms per image for all models at "
+            f"batch 1, {reference['image_ms_batched']:.0f} ms batched"
+        )
+        torchserve, (gateway, grpc_target, http_base) = _start_stack(settings, root, say)
+        levels: dict[str, dict[int, Any]] = {}
+        try:
+            makers = {
+                "grpc": lambda: _grpc_caller(grpc_target, settings.models),
+                "http": lambda: _http_caller(http_base, settings.models),
+            }
+            for transport in settings.transports:
+                levels[transport] = {}
+                for clients in settings.concurrency:
+                    level = _level(makers[transport], images, clients, settings.seconds)
+                    levels[transport][clients] = level
+                    say(
+                        f"{transport} x{clients}: {level['per_s']:.2f}/s, "
+                        f"p50 {level['p50_ms']:.0f} ms, batches {level['batch_sizes']}"
+                    )
+        finally:
+            gateway.terminate()
+            gateway.wait(30)
+            torchserve.stop()
+    return {"settings": dataclasses.asdict(settings), "reference": reference, "stack": levels}
+
+
+def report_lines(figures: dict[str, Any]) -> list[str]:
+    """One table per transport, with the two ratios against the reference."""
+    s, ref = figures["settings"], figures["reference"]
+    lines = [
+        f"{len(s['models'])} models ({', '.join(s['models'])}) at {s['size']} px, "
+        f"{s['threads']} torch thread(s) each, batchSize {s['batch_size']} / maxBatchDelay "
+        f"{s['max_batch_delay_ms']} ms, {s['cores']} cores, {s['image_size']} px phantom DICOMs",
+        f"in-process reference: {ref['image_ms_batch1']:.0f} ms/image at batch 1 "
+        f"(limit {ref['limit_per_s_batch1']:.2f}/s), {ref['image_ms_batched']:.0f} ms/image "
+        f"batched (limit {ref['limit_per_s_batched']:.2f}/s)",
+    ]
+    for transport, levels in figures["stack"].items():
+        lines.append(
+            f"{transport:5} {'C':>3} {'img/s':>7} {'x limit':>8} {'p50':>7} {'p95':>7} "
+            f"{'p99':>7}  batch sizes formed"
+        )
+        for clients, level in sorted(levels.items(), key=lambda kv: int(kv[0])):
+            lines.append(
+                f"{'':5} {clients:>3} {level['per_s']:7.2f} "
+                f"{level['per_s'] / ref['limit_per_s_batched']:8.2f} {level['p50_ms']:7.0f} "
+                f"{level['p95_ms']:7.0f} {level['p99_ms']:7.0f}  {level['batch_sizes']}"
+                + (f"  failures {level['failures']}" if level["failures"] else "")
+            )
+        best = max(levels.values(), key=lambda level: level["per_s"])
+        one = levels.get(1) or levels.get("1")
+        lines.append(
+            f"{'':5} saturated / batched limit: {best['per_s'] / ref['limit_per_s_batched']:.2f} "
+            f"(target >= 0.85)"
+            + (
+                f"; concurrency-1 p50 / in-process image: "
+                f"{one['p50_ms'] / ref['image_ms_batch1']:.2f} (target <= 1.25)"
+                if one
+                else ""
+            )
+        )
+        stages = ", ".join(f"{k} {v:.1f}" for k, v in best["stages_ms"].items())
+        lines.append(f"{'':5} median ms per stage at saturation: {stages}")
+    return lines
