@@ -40,8 +40,9 @@ format: setup  ## apply ruff's formatting and safe fixes
 protos: setup  ## regenerate the Python stubs from protos/
 	$(PTX) protos generate
 
-bench: setup  ## forward vs stock grad-cam vs ptxplain, side by side per architecture
+bench: setup  ## engine vs forward vs stock grad-cam per architecture; the live stack vs the in-process limit
 	$(PTX) bench engine
+	$(PTX) bench throughput --threads 1
 
 archive: setup  ## build one .mar per architecture into model_store/
 	$(PTX) archive --all --out model_store

@@ -22,7 +22,7 @@ from ptxplain.explain.engine import ExplanationEngine
 from ptxplain.explain.maps import scaled_map
 from ptxplain.models.registry import ArchSpec
 
-__all__ = ["BenchRow", "bench_arch", "summarize"]
+__all__ = ["BenchRow", "bench_arch", "summarize", "timed_ms"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,9 +43,15 @@ class BenchRow:
         return self.ptxplain_ms / self.forward_ms
 
 
-def _timed(fn: Callable[[], object]) -> float:
+def timed_ms(fn: Callable[[], object], device: torch.device | None = None) -> float:
+    """Wall milliseconds of ``fn``; on a GPU, with the queued kernels finished on both ends."""
+    cuda = device is not None and device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(device)
     start = time.perf_counter()
     fn()
+    if cuda:
+        torch.cuda.synchronize(device)
     return (time.perf_counter() - start) * 1000.0
 
 
@@ -82,21 +88,26 @@ def _runners(engine: ExplanationEngine, images: torch.Tensor) -> dict[str, Calla
 
 
 def bench_arch(
-    spec: ArchSpec, batches: Sequence[int], repeats: int, size: int | None = None
+    spec: ArchSpec,
+    batches: Sequence[int],
+    repeats: int,
+    size: int | None = None,
+    device: str = "cpu",
 ) -> Iterator[BenchRow]:
     """Yield one row per batch size for ``spec`` (random-init weights, seeded input)."""
     torch.manual_seed(0)
-    engine = ExplanationEngine(spec.build(size), spec)
+    where = torch.device(device)
+    engine = ExplanationEngine(spec.build(size).to(where), spec)
     side = size or spec.input_size
     for batch in batches:
-        images = torch.randn(batch, 3, side, side)
+        images = torch.randn(batch, 3, side, side, device=where)
         runners = _runners(engine, images)
         for run in runners.values():  # warm-up
             run()
         times: dict[str, list[float]] = {name: [] for name in runners}
         for _ in range(repeats):
             for name, run in runners.items():
-                times[name].append(_timed(run))
+                times[name].append(timed_ms(run, where))
         med = {name: statistics.median(values) for name, values in times.items()}
         yield BenchRow(
             spec.name, batch, torch.get_num_threads(), med["forward"], med["stock"], med["ptxplain"]

@@ -26,13 +26,14 @@ import json
 import statistics
 import subprocess
 import tempfile
-import time
 import timeit
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from harness.bench.engine import timed_ms
 
 __all__ = ["GatewayBenchSettings", "run_gateway_bench", "start_gateway_process"]
 
@@ -47,12 +48,6 @@ class GatewayBenchSettings:
 
 def _median(values: Sequence[float]) -> float:
     return float(statistics.median(values))
-
-
-def _timed(fn: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    fn()
-    return (time.perf_counter() - started) * 1000.0
 
 
 def _image(size: int) -> bytes:
@@ -204,7 +199,7 @@ def _measure(
     for repeat in range(settings.repeats):
         shift = repeat % len(names)
         for name in names[shift:] + names[:shift]:
-            times[name].append(_timed(runners[name]))
+            times[name].append(timed_ms(runners[name]))
     last = responses[-1]
     results = [item.result.SerializeToString() for item in last.results]
     size = {"response_bytes": last.ByteSize(), "result_bytes": sum(map(len, results))}

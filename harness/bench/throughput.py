@@ -30,6 +30,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from harness.bench.engine import timed_ms as _timed
+
 __all__ = ["ThroughputSettings", "report_lines", "run_throughput_bench"]
 
 Say = Callable[[str], None]
@@ -47,7 +49,9 @@ class ThroughputSettings:
     transports: tuple[str, ...] = ("grpc", "http")
     images: int = 8
     image_size: int = 256
+    # Parallel workers the reference's limit counts: the cores, or 1 for one GPU.
     cores: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
+    device: str = "cpu"  # or "gpu": archives with deviceType gpu, the reference on CUDA
 
 
 def _phantom_images(settings: ThroughputSettings, root: Path) -> list[bytes]:
@@ -74,10 +78,11 @@ def _reference(settings: ThroughputSettings, images: list[bytes]) -> dict[str, A
     from ptxplain.models.registry import get_spec
 
     torch.set_num_threads(settings.threads)
+    where = torch.device("cuda" if settings.device == "gpu" else "cpu")
     per_model: dict[str, dict[str, float]] = {}
     for name in settings.models:
         spec = get_spec(name)
-        engine = ExplanationEngine(spec.build(settings.size), spec)
+        engine = ExplanationEngine(spec.build(settings.size).to(where), spec)
         started = time.perf_counter()
         tensors = []
         for data in images:
@@ -85,11 +90,12 @@ def _reference(settings: ThroughputSettings, images: list[bytes]) -> dict[str, A
             canvas, _ = letterbox(pixels, settings.size)
             tensors.append(to_model_input(canvas, spec.mean, spec.std))
         prepare_ms = _ms(started) / len(images)
-        batch = torch.stack((tensors * settings.batch_size)[: settings.batch_size])
+        batch = torch.stack((tensors * settings.batch_size)[: settings.batch_size]).to(where)
         engine.explain(batch[:1])  # warm-up
         engine.explain(batch)
-        one = min(_timed(functools.partial(engine.explain, batch[:1])) for _ in range(3))
-        many = min(_timed(functools.partial(engine.explain, batch)) for _ in range(3)) / len(batch)
+        one = min(_timed(functools.partial(engine.explain, batch[:1]), where) for _ in range(3))
+        full = functools.partial(engine.explain, batch)
+        many = min(_timed(full, where) for _ in range(3)) / len(batch)
         per_model[name] = {"prepare_ms": prepare_ms, "batch1_ms": one, "batched_ms": many}
     image_ms = sum(m["prepare_ms"] + m["batch1_ms"] for m in per_model.values())
     batched_ms = sum(m["prepare_ms"] + m["batched_ms"] for m in per_model.values())
@@ -102,12 +108,6 @@ def _reference(settings: ThroughputSettings, images: list[bytes]) -> dict[str, A
     }
 
 
-def _timed(fn: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    fn()
-    return _ms(started)
-
-
 def _start_stack(settings: ThroughputSettings, root: Path, say: Say) -> tuple[Any, Any]:
     from handlers.archive import ServingOptions, WeightsSource, build_archive
     from harness.bench.gateway import start_gateway_process
@@ -117,6 +117,7 @@ def _start_stack(settings: ThroughputSettings, root: Path, say: Say) -> tuple[An
         batch_size=settings.batch_size,
         max_batch_delay_ms=settings.max_batch_delay_ms,
         torch_threads=settings.threads,
+        device="gpu" if settings.device == "gpu" else "cpu",
     )
     for name in settings.models:
         weights = WeightsSource(input_size=settings.size)

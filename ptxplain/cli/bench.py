@@ -14,6 +14,7 @@ a median <= 1.15x across architectures, at each architecture's standard size (22
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -25,7 +26,7 @@ HELP = "benchmark the engine against a plain forward and stock grad-cam"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "suite", choices=("engine", "gateway", "throughput"), help="what to benchmark"
+        "suite", choices=("engine", "gateway", "throughput", "gpu"), help="what to benchmark"
     )
     parser.add_argument("--archs", default="all", help="comma-separated names, or 'all' / 'study'")
     parser.add_argument("--batches", default="1,8", help="comma-separated batch sizes")
@@ -48,6 +49,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     live.add_argument(
         "--transports", default="grpc,http", help="grpc and/or http (default: grpc,http)"
+    )
+    parser.add_argument(
+        "--device",
+        default="cuda",
+        help="gpu suite: cuda, or cpu to run the same measurements here (default: cuda)",
     )
     live.add_argument(
         "--batch-size",
@@ -74,6 +80,8 @@ def run(args: argparse.Namespace) -> int:
         return run_gateway_cli(args)
     if args.suite == "throughput":
         return _throughput(args)
+    if args.suite == "gpu":
+        return _gpu(args)
     import dataclasses
 
     import torch
@@ -125,6 +133,26 @@ def _throughput(args: argparse.Namespace) -> int:
         transports=tuple(t.strip() for t in args.transports.split(",") if t.strip()),
     )
     figures = run_throughput_bench(settings, say=lambda line: print(line, flush=True))
+    for line in report_lines(figures):
+        print(line)
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+def _gpu(args: argparse.Namespace) -> int:
+    from harness.bench.gpu import DeviceBenchSettings, report_lines, run_device_bench
+
+    settings = DeviceBenchSettings(device=args.device, repeats=args.repeats)
+    if args.archs not in ("all", "study"):
+        names = tuple(a.strip() for a in args.archs.split(",") if a.strip())
+        settings = dataclasses.replace(settings, models=names)
+    if args.size:
+        settings = dataclasses.replace(settings, size=args.size)
+    if args.batches != "1,8":
+        batches = tuple(int(b) for b in args.batches.split(","))
+        settings = dataclasses.replace(settings, batches=batches)
+    figures = run_device_bench(settings, say=lambda line: print(line, flush=True))
     for line in report_lines(figures):
         print(line)
     if args.json_out:
