@@ -116,7 +116,9 @@ function onResult(body, seq) {
   const map = body.result?.maps?.[0];
   if (body.status.code === "OK" && map && body.result.geometry) {
     ensurePreview(body.result.geometry);
-    state.heats.set(body.model, heatOnPreview(decodeMap(map), body.result.geometry, state.preview));
+    if (!isZeroMap(map)) {
+      state.heats.set(body.model, heatOnPreview(decodeMap(map), body.result.geometry, state.preview));
+    }
   }
   fillTile(state.tiles.get(body.model), body);
   renderAll();
@@ -142,6 +144,7 @@ function finish() {
 
 async function openFile(file) {
   if (!file) return;
+  setStatus(`Reading ${file.name}…`, "loading");
   const bytes = new Uint8Array(await file.arrayBuffer());
   state.file = { name: file.name, size: file.size, bytes };
   state.preview = null;
@@ -216,6 +219,7 @@ function buildTiles() {
   original.querySelector(".note").textContent = state.previewNote;
   for (const model of state.models) {
     const tile = newTile(model.name, model.name, describeModel(model));
+    tile.classList.toggle("not-ready", !model.ready);
     tile.querySelector(".badges").replaceChildren(...badges(model));
     tile.querySelector(".note").textContent = "waiting for the model…";
   }
@@ -243,7 +247,7 @@ function describeFile() {
 function describeModel(model) {
   const depth = model.depth ? ` · depth ${model.depth}` : "";
   const params = model.parameters ? ` · ${(model.parameters / 1e6).toFixed(1)} M params` : "";
-  return `${model.architecture || "?"}${depth}${params}`;
+  return `${model.architecture || "not described by its backend"}${depth}${params}`;
 }
 
 function badge(text, kind) {
@@ -288,9 +292,18 @@ function fillTile(tile, body) {
   tile.querySelector(".timings").textContent = timings(body);
 }
 
+// A CAM whose raw range is below this is drawn as nothing and said to be all zero (grad-cam
+// divides by max - min + 1e-7, so such a map "normalizes" to values near 0).
+const ZERO_MAP_RANGE = 1e-6;
+
+function isZeroMap(map) {
+  return map.raw_max - map.raw_min < ZERO_MAP_RANGE;
+}
+
 function mapNote(map) {
   const grid = `CAM ${map.method}, grid ${map.shape[0]}×${map.shape[1]}, class ${map.target_class}`;
-  return map.raw_max > 0 ? grid : `${grid}. All-zero map (raw max 0): the model points nowhere.`;
+  if (!isZeroMap(map)) return grid;
+  return `${grid}. All-zero map (raw max ${map.raw_max.toPrecision(2)}): the model points nowhere.`;
 }
 
 function timings(body) {
@@ -332,7 +345,8 @@ function renderAll() {
     }
     const ctx = canvas.getContext("2d");
     const image = ctx.createImageData(canvas.width, canvas.height);
-    compose(image, state.gray, name ? state.heats.get(name) || null : null, current);
+    const failed = tile.classList.contains("failed");
+    compose(image, state.gray, name ? state.heats.get(name) || null : null, { ...current, dim: failed });
     ctx.putImageData(image, 0, 0);
   }
   applyView();

@@ -112,8 +112,9 @@ function clamp(value, high) {
 export function compose(image, gray, heat, look) {
   const { opacity, cutoff, contours, scale } = look;
   const table = colormap(look.colormap), px = image.data, width = image.width;
+  const dim = look.dim ? 0.3 : 1; // a failed model's tile: the film dimmed, no heat
   for (let i = 0; i < gray.length; i++) {
-    const g = gray[i], o = 4 * i;
+    const g = gray[i] * dim, o = 4 * i;
     px[o] = px[o + 1] = px[o + 2] = g;
     px[o + 3] = 255;
     if (!heat) continue;
