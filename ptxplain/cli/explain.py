@@ -38,7 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds")
     parser.add_argument(
-        "--colormap", default="inferno", help="inferno (default), magma, viridis, cividis, turbo, jet"
+        "--colormap",
+        default="inferno",
+        help="inferno (default), magma, viridis, cividis, turbo, jet",
     )
     parser.add_argument("--opacity", type=float, default=0.6, help="heat opacity, 0..1 (0.6)")
     parser.add_argument(

@@ -72,7 +72,9 @@ def install_explain_stream(app: FastAPI, gateway: Gateway, read_image: ImageRead
     """Add ``POST /v1/explain/stream`` to ``app`` (``read_image``: the twin's body reader)."""
     config = gateway.config
 
-    @app.post(STREAM_PATH, response_class=StreamingResponse, responses={200: {"content": {NDJSON: {}}}})
+    @app.post(
+        STREAM_PATH, response_class=StreamingResponse, responses={200: {"content": {NDJSON: {}}}}
+    )
     async def explain_stream(
         request: Request, query: Annotated[ExplainQuery, Query()]
     ) -> StreamingResponse:

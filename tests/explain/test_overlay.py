@@ -70,7 +70,11 @@ def response(maps: list[pb.Map]) -> epb.ExplainResponse:
 
 @pytest.mark.parametrize(
     ("method", "name"),
-    [("gradcam", "m_gradcam.png"), ("gradcam++", "m_gradcampp.png"), ("hirescam", "m_hirescam.png")],
+    [
+        ("gradcam", "m_gradcam.png"),
+        ("gradcam++", "m_gradcampp.png"),
+        ("hirescam", "m_hirescam.png"),
+    ],
 )
 def test_file_names(method: str, name: str) -> None:
     assert map_file_name("m", method) == name

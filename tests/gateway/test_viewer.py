@@ -47,9 +47,7 @@ def base(loop_thread: LoopThread) -> Iterator[str]:
         }
     )
     loop_thread.run(fake.start())
-    config = gateway_config(
-        {"main": (fake.target, ("fast", "slow", "bad"))}, client_token=TOKEN
-    )
+    config = gateway_config({"main": (fake.target, ("fast", "slow", "bad"))}, client_token=TOKEN)
     running: RunningGateway = loop_thread.start_gateway(config, TrainedMetadata())
     yield f"http://127.0.0.1:{running.http_port}"
     loop_thread.run(running.stop(0))
@@ -105,7 +103,10 @@ def test_stream_sends_each_model_as_it_answers(base: str) -> None:
     names = [body.model for body, _ in arrivals]
     # the failure is held back until the first success went out; the slow model comes last
     assert names == ["fast", "bad", "slow"]
-    assert (arrivals[1][0].status.code, arrivals[1][0].status.message) == ("INVALID_ARGUMENT", "bad item")
+    assert (arrivals[1][0].status.code, arrivals[1][0].status.message) == (
+        "INVALID_ARGUMENT",
+        "bad item",
+    )
     assert arrivals[0][1] - started < 0.5 <= arrivals[2][1] - started
     assert arrivals[2][0].result is not None and arrivals[2][0].result.maps[0].shape == [4, 4]
 

@@ -71,7 +71,9 @@ class Page:
     def wait_done(self, since: float) -> float:
         """Seconds from ``since`` until the page says every tile is in."""
         WebDriverWait(self.driver, WAIT_S).until(
-            lambda d: d.find_element(By.ID, "status").get_attribute("data-phase") in ("done", "failed")
+            lambda d: (
+                d.find_element(By.ID, "status").get_attribute("data-phase") in ("done", "failed")
+            )
         )
         return time.perf_counter() - since
 
