@@ -6,11 +6,14 @@
                        or JSON {"image": base64, "models": [...]}; options as query parameters:
                        models, methods, target, map_size, map_encoding (png | float16),
                        normalize, logits_only, timeout_s
+    POST /v1/explain/stream  the same request, one NDJSON line per model as each answers
+                       (services/gateway/http_stream.py)
     GET  /v1/models    the catalog
     GET  /healthz      200 while the process serves
     GET  /readyz       200 when at least one model is ready, else 503
     GET  /metrics      Prometheus text format
     GET  /openapi.json the OpenAPI document
+    GET  /, /viewer/*  the browser viewer (services/gateway/viewer.py)
 
 Errors become HTTP responses in ONE handler set (:func:`_install_error_handlers`), from
 :mod:`ptxplain.errors`. Every response carries ``X-Request-ID``.
