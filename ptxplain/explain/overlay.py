@@ -83,6 +83,12 @@ def _display_heat(item: pb.Map, on_image: np.ndarray) -> np.ndarray:
     return on_image / item.raw_max if item.raw_max > 0 else np.zeros_like(on_image)
 
 
+def _grid(heat: pb.Map) -> str:
+    if heat.space == pb.MAP_SPACE_LAYER:
+        return f"grid {heat.height}x{heat.width}"
+    return f"map {heat.height}x{heat.width} (upsampled)"
+
+
 def _caption(item: epb.ModelResult, heat: pb.Map, look: Look) -> list[str]:
     result = item.result
     verdict = "POSITIVE" if result.positive else "negative"
@@ -90,7 +96,7 @@ def _caption(item: epb.ModelResult, heat: pb.Map, look: Look) -> list[str]:
     lines = [
         f"{item.model} ({item.architecture}): {verdict}  "
         f"p = {result.positive_probability:.3f}, threshold {result.threshold:.2f}{trained}",
-        f"{heat.method} on class {heat.target_class}, grid {heat.height}x{heat.width}, "
+        f"{heat.method} on class {heat.target_class}, {_grid(heat)}, "
         + ("normalized per image" if heat.normalized else "raw / its max")
         + f"; {look.colormap}, below {look.cutoff:.2f} transparent",
     ]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
+import json
 import os
 import shutil
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
+from pydicom.uid import RLELossless
 
 from harness.phantom.generate import PhantomConfig, generate_phantom
 from services.gateway import BackendConfig, GatewayConfig
@@ -198,6 +200,13 @@ def test_phantom_dicom_then_opacity_and_method(page: Page, phantom_dicom: Path) 
     assert sorted(changed(drawn, page)) == sorted(drawn)
     page.shot("phantom_opacity100")
 
+    page.driver.find_element(By.ID, "zoom-in").click()  # zoom is the same on every tile
+    transforms = page.driver.execute_script(
+        "return [...document.querySelectorAll('.tile canvas')].map(c => c.style.transform)"
+    )
+    assert len(set(transforms)) == 1 and "scale(1.25)" in transforms[0], transforms
+    page.driver.find_element(By.ID, "zoom-reset").click()
+
     before = {m: page.pixels(m) for m in drawn}
     started = page.arm()
     Select(page.driver.find_element(By.ID, "method")).select_by_value("eigencam")
@@ -205,6 +214,33 @@ def test_phantom_dicom_then_opacity_and_method(page: Page, phantom_dicom: Path) 
     assert all("eigencam" in page.text(m, ".note") for m in LIVE_ARCHS)
     assert len(changed(before, page)) >= len(before) - 1
     page.shot("phantom_eigencam")
+
+
+def test_exports_the_grid_as_png_and_the_answers_as_json(page: Page) -> None:
+    page.driver.execute_script(
+        "window.__saved = []; const make = URL.createObjectURL;"
+        "URL.createObjectURL = (blob) => { window.__saved.push(blob); return make(blob); };"
+        "HTMLAnchorElement.prototype.click = function () { window.__saved.push(this.download); };"
+    )
+    page.driver.find_element(By.ID, "export-json").click()
+    page.driver.find_element(By.ID, "export-png").click()
+    WebDriverWait(page.driver, 30).until(
+        lambda d: d.execute_script("return window.__saved.length") >= 4
+    )
+    saved = page.driver.execute_async_script(
+        "const done = arguments[arguments.length - 1];"
+        "const read = (b) => new Promise((ok) => { const f = new FileReader();"
+        "  f.onload = () => ok([b.type, f.result.split(',')[1]]); f.readAsDataURL(b); });"
+        "Promise.all(window.__saved.map((x) => typeof x === 'string' ? x : read(x))).then(done);"
+    )
+    (json_type, json_data), json_name, (png_type, png_data), png_name = saved
+    assert json_type == "application/json" and json_name.endswith("_viewer.json")
+    answers = json.loads(base64.b64decode(json_data))
+    assert {r["model"] for r in answers["results"]} == set(MODELS)
+    assert answers["options"]["method"] == "eigencam"
+    assert png_type == "image/png" and png_name.endswith("_viewer.png")
+    grid = np.asarray(Image.open(io.BytesIO(base64.b64decode(png_data))).convert("RGB"))
+    assert grid.shape[1] >= 4 * 300 and colour_fraction(grid) > 0.05
 
 
 def last_tile_ms(page: Page) -> str:
@@ -227,6 +263,23 @@ def test_real_radiograph_dropped(page: Page) -> None:
     print(f"RG1_UNCR.dcm: drop to last tile {seconds:.2f} s (the page: {last_tile_ms(page)} ms)")
 
 
+def test_compressed_phantoms_show_their_film_or_say_why(
+    page: Page, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    root = tmp_path_factory.mktemp("compressed")
+    config = PhantomConfig(n=2, seed=6, size=256, compressed_fraction=1.0)
+    for case in generate_phantom(config, root).cases:
+        started = page.arm()
+        page.driver.find_element(By.ID, "file").send_keys(str(root / case.path))
+        page.wait_done(started)
+        film, note = page.pixels(""), page.text("", ".note")
+        if case.transfer_syntax == RLELossless:  # decoded in the page
+            assert film.std() > 8 and note == "", note
+        else:  # JPEG 2000: the browser cannot decode it; the models still answer
+            assert "cannot show JPEG 2000" in note, note
+            assert "p = " in page.text("resnet18", ".label")
+
+
 def test_a_non_image_shows_a_clear_message(page: Page, tmp_path: Path) -> None:
     notes = tmp_path / "notes.txt"
     notes.write_text("not a radiograph\n")
@@ -236,4 +289,5 @@ def test_a_non_image_shows_a_clear_message(page: Page, tmp_path: Path) -> None:
     message = page.driver.find_element(By.ID, "message")
     assert message.is_displayed()
     assert "notes.txt" in message.text and "PNG, JPEG or DICOM" in message.text, message.text
+    assert page.driver.find_elements(By.CSS_SELECTOR, "article.tile") == []  # no empty tiles
     page.shot("non_image")

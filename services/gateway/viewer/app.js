@@ -105,6 +105,11 @@ async function readLines(response, seq, onLine) {
 function failAll(text, seq = state.seq) {
   if (seq !== state.seq) return;
   showMessage(text);
+  if (!state.preview) {
+    // Nothing to show (not an image): the message alone.
+    state.tiles.clear();
+    $("grid").replaceChildren();
+  }
   for (const [name, tile] of state.tiles) if (name !== "") setTileError(tile, "no answer: see the message above");
   setStatus("No model answered.", "failed");
 }
