@@ -40,6 +40,7 @@ async function loadModels() {
   }
   if (!response.ok) return showMessage(`Cannot list the models: ${await errorText(response)}`);
   state.models = (await response.json()).models;
+  hideMessage();
   fillRequestChoices();
   setStatus(`${state.models.length} models served. Choose or drop an image to begin.`);
 }
@@ -50,7 +51,11 @@ function fillRequestChoices() {
   method.replaceChildren(...(methods.length ? methods : ["gradcam"]).map((m) => new Option(m, m)));
   method.value = methods.includes("gradcam") ? "gradcam" : method.options[0].value;
   const classes = state.models.find((m) => m.classes.length)?.classes || [];
-  classes.forEach((name, index) => $("target").append(new Option(`${index}: ${name}`, String(index))));
+  $("target").replaceChildren(
+    new Option("positive class", "positive"),
+    new Option("predicted class", "predicted"),
+    ...classes.map((name, index) => new Option(`${index}: ${name}`, String(index))),
+  );
 }
 
 function streamUrl() {
