@@ -30,7 +30,7 @@ from ptxplain.errors import (
 )
 from ptxplain.explain.engine import Explanation, ExplanationEngine, Target
 from ptxplain.explain.maps import scaled_map
-from ptxplain.explain.methods import get_method
+from ptxplain.explain.methods import METHODS, get_method
 from ptxplain.explain.options import DATA_KEYS, RequestOptions, parse_options
 from ptxplain.explain.result_codec import encode_map, error_status, ok_status
 from ptxplain.imaging.decode import DecodeLimits, decode_image
@@ -148,7 +148,13 @@ class PtxplainHandler:
             spec = self.meta.spec
             stats = model_stats(spec, self.meta.input_size)
             described = json.loads(self.meta.to_json())
-            described.update(model=self.model_name, family=spec.family, depth=spec.depth, **stats)
+            described.update(
+                model=self.model_name,
+                family=spec.family,
+                depth=spec.depth,
+                methods=list(METHODS),
+                **stats,
+            )
             self._description = json.dumps(described, sort_keys=True)
         return self._description
 

@@ -96,6 +96,7 @@ class StackConfig:
         return {
             "gateway_grpc": f"{self.host}:{self.grpc_port}",
             "gateway_http": f"http://{self.host}:{self.http_port}",
+            "viewer": f"http://{self.host}:{self.http_port}/",
             "torchserve_inference": ts.inference_url,
             "torchserve_grpc": ts.grpc_inference_target,
             "torchserve_management": ts.management_url,

@@ -4,7 +4,9 @@
   ptxplain explain chest.png --models resnet18,vit_s16 --methods gradcam,hirescam --gateway host:50051
 
 Writes OUT/<model>_<method>.png — the model's map laid on the ORIGINAL image (undoing the
-letterbox with the result's geometry), min-max scaled, JET colors over the gray image — and
+letterbox with the result's geometry) as the browser viewer draws it: a perceptual colour map
+(inferno) over the gray image, heat below 0.2 transparent, with a caption (model, architecture,
+verdict, probability, threshold, method, grid; an all-zero map says so) and a colour bar — and
 OUT/summary.json: per model its status, label (positive by its own threshold), probabilities,
 trained or not, and stage timings. A model that failed is listed with its error; the command
 exits 0 when at least one model answered, 1 when none did.
@@ -36,6 +38,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--timeout", type=float, default=120.0, help="seconds")
     parser.add_argument(
+        "--colormap",
+        default="inferno",
+        help="inferno (default), magma, viridis, cividis, turbo, jet",
+    )
+    parser.add_argument("--opacity", type=float, default=0.6, help="heat opacity, 0..1 (0.6)")
+    parser.add_argument(
+        "--transparent-below",
+        type=float,
+        default=0.2,
+        help="heat under this level (0..1) is not drawn (0.2)",
+    )
+    parser.add_argument(
         "--token-env",
         default="PTXPLAIN_GATEWAY_TOKEN",
         help="environment variable holding the client token (if the gateway needs one)",
@@ -46,11 +60,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import grpc
 
-    from ptxplain.errors import BackendError, ConfigError
-    from ptxplain.explain.overlay import write_outputs
+    from ptxplain.errors import BackendError, ConfigError, InvalidOptionError
+    from ptxplain.explain.overlay import Look, write_outputs
     from ptxplain.v1 import explainer_pb2 as epb
     from services.gateway.client import ExplainerClient
 
+    try:
+        look = Look(args.colormap, args.opacity, args.transparent_below)
+    except ValueError as exc:
+        raise InvalidOptionError(str(exc)) from exc
     try:
         image = args.image.read_bytes()
     except OSError as exc:
@@ -71,7 +89,7 @@ def run(args: argparse.Namespace) -> int:
             raise BackendError(
                 f"gateway {args.gateway}: {exc.code().name}: {exc.details()}"
             ) from exc
-    summary = write_outputs(image, response, request_id, args.out)
+    summary = write_outputs(image, response, request_id, args.out, look)
     for name, entry in summary["models"].items():
         if entry["status"] == "OK":
             verdict = "positive" if entry["positive"] else "negative"

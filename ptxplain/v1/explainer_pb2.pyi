@@ -80,7 +80,7 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "architecture", "family", "version", "input_size", "classes", "positive_class", "threshold", "depth", "parameters", "flops", "trained", "ready", "backend", "weights_source", "detail")
+    __slots__ = ("name", "architecture", "family", "version", "input_size", "classes", "positive_class", "threshold", "depth", "parameters", "flops", "trained", "ready", "backend", "weights_source", "detail", "methods", "trained_on")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
     FAMILY_FIELD_NUMBER: _ClassVar[int]
@@ -97,6 +97,8 @@ class ModelInfo(_message.Message):
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     WEIGHTS_SOURCE_FIELD_NUMBER: _ClassVar[int]
     DETAIL_FIELD_NUMBER: _ClassVar[int]
+    METHODS_FIELD_NUMBER: _ClassVar[int]
+    TRAINED_ON_FIELD_NUMBER: _ClassVar[int]
     name: str
     architecture: str
     family: str
@@ -113,7 +115,9 @@ class ModelInfo(_message.Message):
     backend: str
     weights_source: str
     detail: str
-    def __init__(self, name: _Optional[str] = ..., architecture: _Optional[str] = ..., family: _Optional[str] = ..., version: _Optional[str] = ..., input_size: _Optional[int] = ..., classes: _Optional[_Iterable[str]] = ..., positive_class: _Optional[int] = ..., threshold: _Optional[float] = ..., depth: _Optional[int] = ..., parameters: _Optional[int] = ..., flops: _Optional[int] = ..., trained: _Optional[bool] = ..., ready: _Optional[bool] = ..., backend: _Optional[str] = ..., weights_source: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+    methods: _containers.RepeatedScalarFieldContainer[str]
+    trained_on: str
+    def __init__(self, name: _Optional[str] = ..., architecture: _Optional[str] = ..., family: _Optional[str] = ..., version: _Optional[str] = ..., input_size: _Optional[int] = ..., classes: _Optional[_Iterable[str]] = ..., positive_class: _Optional[int] = ..., threshold: _Optional[float] = ..., depth: _Optional[int] = ..., parameters: _Optional[int] = ..., flops: _Optional[int] = ..., trained: _Optional[bool] = ..., ready: _Optional[bool] = ..., backend: _Optional[str] = ..., weights_source: _Optional[str] = ..., detail: _Optional[str] = ..., methods: _Optional[_Iterable[str]] = ..., trained_on: _Optional[str] = ...) -> None: ...
 
 class ListModelsResponse(_message.Message):
     __slots__ = ("models",)

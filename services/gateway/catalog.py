@@ -53,15 +53,17 @@ class ModelInfo:
     weights_source: str = ""
     ready: bool = False
     detail: str = "not checked yet"
+    methods: tuple[str, ...] = ()
+    trained_on: str = ""
 
     def to_proto(self) -> epb.ModelInfo:
         values = dataclasses.asdict(self)
-        values["classes"] = list(self.classes)
+        values["classes"], values["methods"] = list(self.classes), list(self.methods)
         return epb.ModelInfo(**values)
 
     def to_json(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
-        values["classes"] = list(self.classes)
+        values["classes"], values["methods"] = list(self.classes), list(self.methods)
         return values
 
     def with_metadata(self, meta: Mapping[str, Any]) -> ModelInfo:
@@ -79,6 +81,8 @@ class ModelInfo:
             flops=int(meta.get("flops", self.flops)),
             trained=bool(meta.get("trained", self.trained)),
             weights_source=str(meta.get("weights_source", self.weights_source)),
+            methods=tuple(str(m) for m in meta.get("methods", self.methods)),
+            trained_on=str(meta.get("extra", {}).get("trained_on", self.trained_on)),
         )
 
 

@@ -6,11 +6,14 @@
                        or JSON {"image": base64, "models": [...]}; options as query parameters:
                        models, methods, target, map_size, map_encoding (png | float16),
                        normalize, logits_only, timeout_s
+    POST /v1/explain/stream  the same request, one NDJSON line per model as each answers
+                       (services/gateway/http_stream.py)
     GET  /v1/models    the catalog
     GET  /healthz      200 while the process serves
     GET  /readyz       200 when at least one model is ready, else 503
     GET  /metrics      Prometheus text format
     GET  /openapi.json the OpenAPI document
+    GET  /, /viewer/*  the browser viewer (services/gateway/viewer.py)
 
 Errors become HTTP responses in ONE handler set (:func:`_install_error_handlers`), from
 :mod:`ptxplain.errors`. Every response carries ``X-Request-ID``.
@@ -50,6 +53,7 @@ from services.gateway.http_json import (
     error_body,
     response_json,
 )
+from services.gateway.http_stream import STREAM_PATH, install_explain_stream
 from services.gateway.logs import (
     REQUEST_ID_HEADER,
     access_fields_var,
@@ -58,12 +62,13 @@ from services.gateway.logs import (
     request_id_var,
 )
 from services.gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from services.gateway.viewer import VIEWER_PATHS, mount_viewer
 
 __all__ = ["create_http_app"]
 
 log = logging.getLogger(__name__)
-_OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/openapi.json")
-_API_PATHS = ("/v1/explain", "/v1/models")
+_OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/openapi.json", *VIEWER_PATHS)
+_API_PATHS = ("/v1/explain", "/v1/models", STREAM_PATH)
 _JSON_SLACK = 64 * 1024
 _ERRORS: dict[int | str, dict[str, Any]] = {
     c: {"model": ErrorBody} for c in (400, 401, 413, 429, 503, 504)
@@ -80,10 +85,6 @@ _BODY_DOC = {
         },
     }
 }
-
-
-def _split(values: list[str] | None) -> list[str]:
-    return [name.strip() for value in values or [] for name in value.split(",") if name.strip()]
 
 
 async def _read_body(request: Request, cap: int, what: str) -> bytes:
@@ -138,7 +139,7 @@ def create_http_app(gateway: Gateway) -> FastAPI:
         call = await gateway.prepare(
             request_id=request_id_var.get(),
             image=image,
-            models=_split(query.models) or body_models,
+            models=query.model_names() or body_models,
             options=query.call_options(),
             received=received,
             timeout_s=query.timeout_s,
@@ -171,6 +172,8 @@ def create_http_app(gateway: Gateway) -> FastAPI:
     async def metrics() -> Response:
         return Response(gateway.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
+    install_explain_stream(app, gateway, _image_and_models)
+    mount_viewer(app)
     _install_error_handlers(app)
     _install_middleware(app, gateway)
     return app

@@ -101,6 +101,10 @@ class ExplainQuery(BaseModel):
     logits_only: bool = Field(False, description="skip the maps")
     timeout_s: float | None = Field(None, gt=0, description="deadline for the whole request")
 
+    def model_names(self) -> list[str]:
+        """The models named in the query (comma-separated or repeated)."""
+        return [name.strip() for value in self.models for name in value.split(",") if name.strip()]
+
     def call_options(self) -> ExplainOptions:
         methods = self.methods.split(",") if self.methods else []
         return ExplainOptions(
@@ -137,6 +141,8 @@ class ModelInfoBody(BaseModel):
     weights_source: str
     ready: bool
     detail: str
+    methods: list[str] = Field(description="the CAM methods the model's handler serves")
+    trained_on: str = Field(description="what the weights were trained on; empty if unknown")
 
 
 class ModelsBody(BaseModel):

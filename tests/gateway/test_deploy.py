@@ -9,6 +9,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
+import requests
 
 from ptxplain.errors import ConfigError
 from services.gateway import ExplainerClient
@@ -74,6 +75,8 @@ def test_deploy_runs_the_stack_in_the_background_and_stop_ends_it(
             [info] = client.list_models()
             assert (info.name, info.ready, info.trained) == ("resnet18", True, False)
             assert client.explain(png_bytes())[0].results[0].status.code == 0
+        page = requests.get(endpoints["viewer"], timeout=10)  # the viewer, from the stack itself
+        assert page.status_code == 200 and "ptxplain viewer" in page.text
         with pytest.raises(ConfigError, match="already runs"):
             deploy(config)
         assert {p.name for p in (tmp_path / "run" / "logs").iterdir()} >= {

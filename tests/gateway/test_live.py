@@ -282,7 +282,7 @@ def test_explain_cli_lays_each_map_on_the_original_image(stack: LiveStack, tmp_p
         "--models",
         "resnet18,vit_s16,ghost",
         "--methods",
-        "gradcam,hirescam",
+        "gradcam,gradcam++",
     ]
     assert main(argv) == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -290,6 +290,7 @@ def test_explain_cli_lays_each_map_on_the_original_image(stack: LiveStack, tmp_p
     for model in ("resnet18", "vit_s16"):
         entry = summary["models"][model]
         assert entry["status"] == "OK" and entry["trained"] is False
-        assert entry["overlays"] == [f"{model}_gradcam.png", f"{model}_hirescam.png"]
-        with Image.open(out / entry["overlays"][0]) as overlay:
-            assert overlay.size == (100, 150) and overlay.mode == "RGB"
+        assert entry["overlays"] == [f"{model}_gradcam.png", f"{model}_gradcampp.png"]
+        with Image.open(out / entry["overlays"][1]) as overlay:
+            # the film at its own size on top, the caption and colour bar under it
+            assert overlay.width >= 100 and overlay.height > 150 and overlay.mode == "RGB"

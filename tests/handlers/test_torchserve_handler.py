@@ -209,6 +209,7 @@ def test_describe_returns_the_model_metadata(handler, model_dir) -> None:
     assert meta["architecture"] == "resnet18" and meta["input_size"] == SIZE
     assert meta["depth"] == 18 and meta["params"] > 10_000_000 and meta["flops"] > 0
     assert meta["trained"] is False and meta["threshold"] == pytest.approx(0.4)
+    assert meta["methods"][0] == "gradcam" and "gradcam++" in meta["methods"]  # every one served
 
 
 def test_weights_that_do_not_fit_name_file_and_architecture(model_dir, tmp_path) -> None:
