@@ -200,6 +200,23 @@ def test_multipart_upload_on_the_v2_route(stack: Stack) -> None:
     assert dict(stack.fake.calls[-1][1])["target"] == b"1"
 
 
-def test_infer_route_is_labelled_by_its_template_in_metrics(stack: Stack) -> None:
+def test_metrics_have_the_standard_collectors_build_info_and_stage_histograms(
+    stack: Stack,
+) -> None:
+    requests.post(
+        f"http://{stack.http}/v2/models/fast/infer",
+        json=_json_request(png_bytes()),
+        headers=AUTH,
+        timeout=10,
+    ).raise_for_status()
     text = requests.get(f"http://{stack.http}/metrics", timeout=10).text
-    assert 'method="POST /v2/models/{model}/infer"' in text
+    assert 'method="POST /v2/models/{model}/infer"' in text  # the route, not the model name
+    lines = text.splitlines()
+    for prefix in ("process_cpu_seconds_total ", "process_resident_memory_bytes ", "python_info{"):
+        assert any(line.startswith(prefix) for line in lines), prefix
+    assert any(line.startswith("python_gc_objects_collected_total{") for line in lines)
+    build = next(line for line in lines if line.startswith("ptxplain_gateway_build_info{"))
+    assert 'version="' in build and 'torch="' in build and 'torchserve="' in build
+    for stage in ("queue", "backend", "gateway", "decode", "forward_cam", "encode"):
+        bucket = f'ptxplain_gateway_stage_seconds_bucket{{le="+Inf",model="fast",stage="{stage}"}}'
+        assert any(line.startswith(bucket) for line in lines), stage
