@@ -135,7 +135,7 @@ PROTOCOL ?= both
 LOADTEST_ARGS ?=
 
 loadtest: setup  ## Locust vs the local stack: USERS=20 DURATION=60s PROTOCOL=both|http|grpc -> reports/loadtest/
-	$(PTX) loadtest --users $(USERS) --duration $(DURATION) --protocol $(PROTOCOL) --http-url http://127.0.0.1:$(GATEWAY_HTTP_PORT) --grpc-target 127.0.0.1:$(GATEWAY_GRPC_PORT) --out reports/loadtest $(LOADTEST_ARGS)
+	$(PTX) loadtest --users $(USERS) --duration $(DURATION) --protocol $(PROTOCOL) --gateway-http http://127.0.0.1:$(GATEWAY_HTTP_PORT) --gateway 127.0.0.1:$(GATEWAY_GRPC_PORT) --out reports/loadtest $(LOADTEST_ARGS)
 
 clean:  ## remove built artefacts (keeps .venv)
 	rm -rf model_store run build .pytest_cache .mypy_cache .ruff_cache
