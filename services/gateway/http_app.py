@@ -16,6 +16,8 @@
     GET  /, /viewer/*  the browser viewer (services/gateway/viewer.py)
     GET  /docs, /redoc interactive API docs (assets served by the gateway itself: no CDN)
     /v2/...            the Open Inference Protocol (services/gateway/oip_http.py)
+    POST /predictions/{model}, GET /v1/models/{model}
+                       TorchServe-style calls (services/gateway/http_torchserve.py)
 
 ``POST /v1/explain`` also takes a ``multipart/form-data`` upload (``curl -F data=@chest.dcm``,
 the TorchServe habit; services/gateway/http_body.py).
@@ -61,6 +63,7 @@ from services.gateway.http_json import (
     response_json,
 )
 from services.gateway.http_stream import install_explain_stream
+from services.gateway.http_torchserve import create_torchserve_router
 from services.gateway.logs import (
     REQUEST_ID_HEADER,
     access_fields_var,
@@ -196,6 +199,7 @@ def create_http_app(gateway: Gateway) -> FastAPI:
     install_explain_stream(app, gateway, _image_and_models)
     mount_viewer(app)
     app.include_router(create_oip_router(gateway))
+    app.include_router(create_torchserve_router(gateway))
     _install_error_handlers(app)
     _install_middleware(app, gateway)
     return app

@@ -1,6 +1,7 @@
 """The Open Inference Protocol end to end with the session's real TorchServe: the real
 tritonclient over HTTP and gRPC gets the same tensors ``/v1/explain`` returns for the same
-image, and curl's TorchServe-style upload (``curl -F data=@image``) works."""
+image, and curl's TorchServe-style upload (``curl -F data=@image``) works on /v1/explain, the v2
+route and /predictions/{model}."""
 
 from __future__ import annotations
 
@@ -130,6 +131,8 @@ def test_curl_form_upload_as_torchserve_users_send_it(
     assert status == 200 and [o["name"] for o in v2["outputs"]] == ["logits", "probabilities"]
     logits = v1["results"][0]["result"]["logits"]
     np.testing.assert_array_equal(np.float32(v2["outputs"][0]["data"]), np.float32(logits))
+    status, one = curl("-F", f"data=@{dicom}", f"{base}/predictions/resnet18")  # TorchServe's
+    assert status == 200 and one["result"]["logits"] == logits
     form = tmp_path / "form.txt"  # a form body sent as the raw body: the hint says what to do
     form.write_bytes(
         b'--xyz\r\nContent-Disposition: form-data; name="data"; filename="chest.dcm"\r\n\r\n'
