@@ -30,6 +30,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field, ValidationError
 
 from ptxplain.errors import InvalidInputError
+from ptxplain.image_format import FORM_UPLOAD_HINT, looks_like_form_upload
 from services.gateway.fanout import Gateway
 from services.gateway.http_body import is_multipart, read_body, read_form
 from services.gateway.logs import request_id_var
@@ -125,6 +126,8 @@ def _parse(text: bytes) -> InferBody:
     try:
         return InferBody.model_validate_json(text)
     except ValidationError as exc:
+        if looks_like_form_upload(text):
+            raise InvalidInputError(f"not an inference request: {FORM_UPLOAD_HINT}") from exc
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise InvalidInputError(f"not an inference request: {problems}") from exc
 

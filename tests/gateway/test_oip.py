@@ -146,6 +146,10 @@ def test_errors_follow_the_protocol_over_http(stack: Stack) -> None:
         answer = requests.post(base + path, json=body, headers=AUTH, timeout=10)
         assert answer.status_code == status, answer.text
         assert set(answer.json()) == {"error"} and words in answer.json()["error"]
+    form = b'--b\r\nContent-Disposition: form-data; name="data"\r\n\r\nx\r\n--b--\r\n'
+    # a form upload sent without its multipart header gets a hint
+    answer = requests.post(f"{base}/fast/infer", data=form, headers=AUTH, timeout=10)
+    assert answer.status_code == 400 and "curl -F data=@image.png" in answer.json()["error"]
     missing = requests.get(f"{base}/fast/nothing", headers=AUTH, timeout=10)
     assert missing.status_code == 404 and set(missing.json()) == {"error"}
 
