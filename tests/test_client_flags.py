@@ -44,6 +44,8 @@ def test_every_help_shows_every_default(name: str) -> None:
         shown = str(default)
         if isinstance(default, Path) and default.is_absolute():  # shown from the checkout
             shown = str(default.relative_to(REPO_ROOT))
+        if isinstance(default, float) and f"{default:g}" in text:  # "(default: 10)" for 10.0
+            shown = f"{default:g}"
         assert " ".join(shown.split()) in text, f"{name} {action.option_strings[0]}: {shown}"
 
 
