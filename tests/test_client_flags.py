@@ -228,3 +228,26 @@ def test_http_client_at_the_grpc_port_says_which_port_is_http(running: RunningGa
     error = unreachable_error(f"127.0.0.1:{running.grpc_port}", "http", "connection aborted")
     assert "is the gateway's gRPC port, not its HTTP port" in str(error)
     assert f"--gateway 127.0.0.1:{running.grpc_port}" in str(error)
+
+
+def test_loadtest_warns_about_addresses_that_do_not_answer(running: RunningGateway) -> None:
+    from ptxplain.cli.loadtest import _unreachable
+
+    swapped = _parse(
+        "loadtest",
+        "--gateway",
+        f"127.0.0.1:{running.http_port}",
+        "--gateway-http",
+        f"127.0.0.1:{running.grpc_port}",
+    )
+    grpc_problem, http_problem = _unreachable(swapped)
+    assert "is the gateway's HTTP port, not its gRPC port" in grpc_problem
+    assert "is the gateway's gRPC port, not its HTTP port" in http_problem
+    right = _parse(
+        "loadtest",
+        "--gateway",
+        f"127.0.0.1:{running.grpc_port}",
+        "--gateway-http",
+        f"127.0.0.1:{running.http_port}",
+    )
+    assert _unreachable(right) == []

@@ -9,7 +9,9 @@ files and HTML report plus a summary JSON to --out (reports/loadtest/<name>*). L
 gateway (RESOURCE_EXHAUSTED / 429) is counted apart, never as a failure. Exit code: 0 when
 every limit held, 1 when one was breached (failure ratio, p95, slow shedding, too few
 requests), 2 for a bad option or scenario. The client token comes from --token-file or
-$PTXPLAIN_GATEWAY_TOKEN (--token-env names another variable).
+$PTXPLAIN_GATEWAY_TOKEN (--token-env names another variable). Before Locust starts, the gateway
+is asked once per protocol used; an address that does not answer gets a warning saying what to
+check (the stack, or the HTTP port given for gRPC and the reverse).
 """
 
 from __future__ import annotations
@@ -131,8 +133,42 @@ def _environment(args: argparse.Namespace) -> dict[str, str]:
     return env
 
 
+def _unreachable(args: argparse.Namespace) -> list[str]:
+    """What cannot be reached, with what to check: one health call per protocol used."""
+    import grpc
+    import requests
+
+    from ptxplain.cli.client_flags import (
+        grpc_address,
+        http_url,
+        root_certificates,
+        unreachable_error,
+    )
+    from services.gateway.client import ExplainerClient
+
+    problems = []
+    if args.protocol in ("grpc", "both"):
+        address = grpc_address(args.gateway)
+        ca = root_certificates(args)
+        with ExplainerClient(address.target, root_certificates=ca, tls=address.tls) as client:
+            try:
+                client.health(timeout_s=5.0)
+            except grpc.RpcError as exc:
+                detail = f"{exc.code().name}: {exc.details()}"
+                problems.append(str(unreachable_error(args.gateway, "grpc", detail)))
+    if args.protocol in ("http", "both"):
+        verify = str(args.tls_ca) if args.tls_ca else True
+        try:
+            requests.get(f"{http_url(args.gateway_http)}/healthz", timeout=5.0, verify=verify)
+        except requests.RequestException as exc:
+            problems.append(str(unreachable_error(args.gateway_http, "http", str(exc))))
+    return problems
+
+
 def run(args: argparse.Namespace) -> int:
     _check(args)
+    for problem in _unreachable(args):  # Locust would count every call as failed
+        print(f"ptxplain loadtest: warning: {problem}", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     prefix = args.out.absolute() / (args.name or f"{args.protocol}-{args.users}u")
     command = locust_command(args, prefix)
