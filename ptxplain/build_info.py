@@ -1,11 +1,15 @@
-"""What this ptxplain is and runs on: versions from the installed packages' metadata (nothing is
-imported, so the gateway, which runs without torch, can say them too). Shared by
-``ptxplain --version``, the gateway's build-info metric and its protocol metadata."""
+"""What this ptxplain is and runs on: its own version (``ptxplain.__version__``, also where the
+sources are copied rather than installed, as in the gateway image) and those of the installed
+torch and TorchServe from their package metadata (nothing is imported: the gateway runs without
+torch). Shared by ``ptxplain --version``, the gateway's build-info metric and its protocol
+metadata."""
 
 from __future__ import annotations
 
 import platform
 from importlib import metadata
+
+from ptxplain import __version__
 
 __all__ = ["ABSENT", "package_version", "versions"]
 
@@ -23,7 +27,7 @@ def package_version(name: str) -> str:
 def versions() -> dict[str, str]:
     """ptxplain's version and those of torch, TorchServe and Python beside it."""
     return {
-        "version": package_version("ptxplain"),
+        "version": __version__,
         "torch": package_version("torch"),
         "torchserve": package_version("torchserve"),
         "python": platform.python_version(),
