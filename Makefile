@@ -45,7 +45,7 @@ bench: setup  ## engine vs forward vs stock grad-cam per architecture; the live 
 	$(PTX) bench throughput --threads 1
 
 archive: setup  ## build one .mar per architecture into model_store/
-	$(PTX) archive --all --out model_store
+	$(PTX) archive --all --out model_store --device $(DEVICE)
 
 # The local stack of `make deploy` (TorchServe + gateway, in the background; logs and pid files
 # in $(RUN_DIR)). Override on the command line, e.g. `make deploy GATEWAY_HTTP_PORT=9000`.
@@ -61,9 +61,11 @@ DEPLOY_ARGS ?=
 DATA ?= data/phantom
 CHECKPOINTS ?= checkpoints
 TRAIN_PROFILE ?= quick
+# The archives' device (docs/archive.md): auto = the model server's GPU where it has one.
+DEVICE ?= auto
 
 models: setup  ## phantom data -> quick CPU training -> archives (skips what exists; docs/train.md)
-	$(PTX) models --data $(DATA) --checkpoints $(CHECKPOINTS) --model-store $(MODEL_STORE) --profile $(TRAIN_PROFILE)
+	$(PTX) models --data $(DATA) --checkpoints $(CHECKPOINTS) --model-store $(MODEL_STORE) --profile $(TRAIN_PROFILE) --device $(DEVICE)
 
 deploy-local: setup  ## start TorchServe (every archive in model_store/) + the gateway in the background
 	@ls $(MODEL_STORE)/*.mar >/dev/null 2>&1 || $(MAKE) --no-print-directory models
@@ -135,7 +137,7 @@ PROTOCOL ?= both
 LOADTEST_ARGS ?=
 
 loadtest: setup  ## Locust vs the local stack: USERS=20 DURATION=60s PROTOCOL=both|http|grpc -> reports/loadtest/
-	$(PTX) loadtest --users $(USERS) --duration $(DURATION) --protocol $(PROTOCOL) --http-url http://127.0.0.1:$(GATEWAY_HTTP_PORT) --grpc-target 127.0.0.1:$(GATEWAY_GRPC_PORT) --out reports/loadtest $(LOADTEST_ARGS)
+	$(PTX) loadtest --users $(USERS) --duration $(DURATION) --protocol $(PROTOCOL) --gateway-http http://127.0.0.1:$(GATEWAY_HTTP_PORT) --gateway 127.0.0.1:$(GATEWAY_GRPC_PORT) --out reports/loadtest $(LOADTEST_ARGS)
 
 clean:  ## remove built artefacts (keeps .venv)
 	rm -rf model_store run build .pytest_cache .mypy_cache .ruff_cache

@@ -32,6 +32,8 @@ from ptxplain.models.meta import META_FILENAME, ModelMeta
 from ptxplain.models.registry import ArchSpec, get_spec, list_specs
 
 __all__ = [
+    "DEVICES",
+    "DEVICE_NOTES",
     "ENTRY_FILENAME",
     "ENTRY_SOURCE",
     "MODEL_CONFIG_FILENAME",
@@ -48,6 +50,14 @@ ENTRY_FILENAME = "ptxplain_handler.py"
 ENTRY_SOURCE = Path(__file__).with_name("archive_entry.py")
 WEIGHTS_FILENAME = "weights.safetensors"
 MODEL_CONFIG_FILENAME = "model-config.yaml"
+DEVICES = ("auto", "cpu", "gpu")
+# Where TorchServe 0.12 runs a model's workers, by the archive's deviceType (its Model class):
+# none -> a GPU when it has any (number_of_gpu > 0), else the CPU; gpu -> the same; cpu -> CPU.
+DEVICE_NOTES = {
+    "auto": "the model server's GPU where it has one, else its CPU",
+    "gpu": "the model server's GPU (its CPU where it has none)",
+    "cpu": "the CPU",
+}
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
@@ -60,7 +70,9 @@ class ServingOptions:
     workers: int = 1
     torch_threads: int = 1
     response_timeout_s: int = 120
-    device: Literal["cpu", "gpu"] = "cpu"
+    # auto: no deviceType in the archive, so TorchServe uses a GPU where it sees one (and the
+    # CPU elsewhere); gpu: a GPU when the server has one; cpu: always the CPU.
+    device: Literal["auto", "cpu", "gpu"] = "auto"
     max_bytes: int | None = None
     max_pixels: int | None = None
     # The forward pass in bfloat16 / float16 (the engine's autocast); None = float32.
@@ -80,8 +92,8 @@ class ServingOptions:
                 raise ConfigError(f"archive option {name} must be at least 1, got {value}")
         if self.max_batch_delay_ms < 1:  # TorchServe silently turns 0 into its default, 100
             raise ConfigError(f"max_batch_delay_ms must be >= 1, got {self.max_batch_delay_ms}")
-        if self.device not in ("cpu", "gpu"):
-            raise ConfigError(f"device must be cpu or gpu, got {self.device!r}")
+        if self.device not in DEVICES:
+            raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
         if self.autocast not in (None, "bfloat16", "float16"):
             raise ConfigError(f"autocast must be bfloat16 or float16, got {self.autocast!r}")
 
@@ -93,13 +105,14 @@ class ServingOptions:
             section["max_bytes"] = self.max_bytes
         if self.max_pixels is not None:
             section["max_pixels"] = self.max_pixels
+        device = {} if self.device == "auto" else {"deviceType": self.device}
         return {
             "minWorkers": self.workers,
             "maxWorkers": self.workers,
             "batchSize": self.batch_size,
             "maxBatchDelay": self.max_batch_delay_ms,
             "responseTimeout": self.response_timeout_s,
-            "deviceType": self.device,
+            **device,
             "ptxplain": section,
         }
 

@@ -12,7 +12,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 PACKAGES = ("ptxplain", "handlers", "services", "harness", "loadtest")
-GENERATED = ("ptxplain.v1", "ptxplain.torchserve")
+GENERATED = ("ptxplain.v1", "ptxplain.torchserve", "ptxplain.oip")
 # Lower layers first; a module may import its own layer and those below.
 LAYERS = ("ptxplain", "handlers", "services", "harness", "loadtest", "ptxplain.cli")
 HEAVY = ("torch", "torchvision", "timm", "numpy", "PIL", "cv2", "pydicom", "pytorch_grad_cam")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -153,11 +154,15 @@ class GrpcGatewayClient:
         *,
         token: str | None = None,
         timeout_s: float = 120.0,
+        root_certificates: bytes | None = None,
+        tls: bool = False,
     ) -> None:
         from services.gateway.client import ExplainerClient
 
         self.target, self.models, self.timeout_s = target, tuple(models), timeout_s
-        self._client = ExplainerClient(target, token=token)
+        self._client = ExplainerClient(
+            target, token=token, root_certificates=root_certificates, tls=tls
+        )
 
     def _options(self) -> Any:
         from ptxplain.v1 import explainer_pb2 as epb
@@ -276,11 +281,14 @@ class HttpGatewayClient:
         *,
         token: str | None = None,
         timeout_s: float = 120.0,
+        ca_file: Path | None = None,
     ) -> None:
         import requests
 
         self.base_url, self.models, self.timeout_s = base_url.rstrip("/"), tuple(models), timeout_s
         self._session = requests.Session()
+        if ca_file is not None:
+            self._session.verify = str(ca_file)
         if token:
             self._session.headers["Authorization"] = f"Bearer {token}"
 

@@ -12,8 +12,15 @@ import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Literal
 
-from handlers.archive import BuiltArchive, WeightsSource, build_archive
+from handlers.archive import (
+    DEVICE_NOTES,
+    BuiltArchive,
+    ServingOptions,
+    WeightsSource,
+    build_archive,
+)
 from harness.phantom.generate import PhantomConfig, generate_phantom
 from harness.train.profiles import Profile
 from ptxplain.errors import InvalidOptionError
@@ -32,6 +39,9 @@ class DefaultModelsPlan:
     checkpoints: Path
     model_store: Path
     profile: Profile
+    # The archives' device (handlers/archive.py ServingOptions.device): auto = the server's GPU
+    # where it has one.
+    device: Literal["auto", "cpu", "gpu"] = "auto"
 
 
 def ensure_phantom(plan: DefaultModelsPlan, say: Say) -> None:
@@ -70,6 +80,7 @@ def archive_checkpoints(plan: DefaultModelsPlan, say: Say) -> list[BuiltArchive]
             entry.arch,
             plan.model_store,
             weights=WeightsSource(checkpoint=folder / "weights.safetensors"),
+            serving=ServingOptions(device=plan.device),
         )
         auroc = meta.metrics.get("val_auroc")
         say(
@@ -78,5 +89,6 @@ def archive_checkpoints(plan: DefaultModelsPlan, say: Say) -> list[BuiltArchive]
             if auroc is not None
             else f"archive: {result.path.name} in {result.seconds:.1f}s"
         )
+        say(f"archive: {result.path.name} runs on {DEVICE_NOTES[plan.device]}")
         built.append(result)
     return built

@@ -1,7 +1,9 @@
 """The ``ptxplain`` command line: one subcommand per module in this package.
 
 Each subcommand module defines ``NAME``, ``HELP``, ``add_arguments(parser)`` and
-``run(args) -> int``. Configuration is resolved here, once, and passed down.
+``run(args) -> int``. Configuration is resolved here, once, and passed down. Every ``--help``
+shows each option's default; the commands that call the gateway share one set of flags
+(``ptxplain/cli/client_flags.py``).
 """
 
 from __future__ import annotations
@@ -36,12 +38,51 @@ SUBCOMMANDS = (
 )
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """The module docstring's own layout, and every option's default after its help (unless
+    the help already names it, or there is none to show)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if not action.option_strings or "default" in text.lower() or not _shows(default):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+def _shows(default: object) -> bool:
+    """Whether a default is worth printing (not unset, off, empty or suppressed)."""
+    return not (
+        default is None or default is False or default is argparse.SUPPRESS or default in ("", [])
+    )
+
+
+def _give_every_option_a_help(parser: argparse.ArgumentParser) -> None:
+    """argparse prints nothing for an option without help text: give it one, so its default
+    shows too."""
+    for action in parser._actions:
+        if action.option_strings and action.help is None:
+            action.help = "(default: %(default)s)" if _shows(action.default) else None
+
+
+def _version() -> str:
+    from ptxplain.build_info import versions
+
+    v = versions()
+    return (
+        f"ptxplain {v['version']} (torch {v['torch']}, torchserve {v['torchserve']}, "
+        f"python {v['python']})"
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="ptxplain",
         description="Serve chest X-ray classifiers with their Grad-CAM explanations, "
         "and study how well each architecture diagnoses and explains.",
+        formatter_class=HelpFormatter,
     )
+    parser.add_argument("--version", action="version", version=_version())
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug messages")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name in SUBCOMMANDS:
@@ -50,9 +91,10 @@ def _parser() -> argparse.ArgumentParser:
             module.NAME,
             help=module.HELP,
             description=module.__doc__,
-            formatter_class=argparse.RawDescriptionHelpFormatter,
+            formatter_class=HelpFormatter,
         )
         module.add_arguments(cmd)
+        _give_every_option_a_help(cmd)
         cmd.set_defaults(_run=module.run)
     return parser
 

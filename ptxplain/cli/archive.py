@@ -48,7 +48,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "come back in float32",
     )
     serving.add_argument("--response-timeout", type=int, default=120, help="seconds")
-    serving.add_argument("--device", choices=("cpu", "gpu"), default="cpu")
+    serving.add_argument(
+        "--device",
+        choices=("auto", "cpu", "gpu"),  # handlers.archive.DEVICES (imported lazily: torch)
+        default="auto",
+        help="auto: TorchServe's GPU where it has one, else the CPU; gpu: likewise, asked for; "
+        "cpu: always the CPU (docs/archive.md)",
+    )
     serving.add_argument("--max-bytes", type=int, help="handler's byte cap (default: handler's)")
     serving.add_argument("--max-pixels", type=int, help="handler's pixel cap (default: handler's)")
 

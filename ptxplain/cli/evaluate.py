@@ -2,7 +2,7 @@
 metrics.json, per_image.csv and report.html into --out.
 
   ptxplain evaluate --data DIR --gateway 127.0.0.1:50051 --out runs/eval
-  ptxplain evaluate --data DIR --gateway http://127.0.0.1:8000 --http --out runs/eval
+  ptxplain evaluate --data DIR --gateway-http http://127.0.0.1:8000 --http --out runs/eval
   ptxplain evaluate --data DIR --out runs/eval --report-only
 
 The test split is the one stored in DIR (ptxplain data split). Results are appended as they
@@ -15,7 +15,6 @@ See docs/evaluate.md (outputs, schema) and docs/metrics.md (definitions).
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -25,21 +24,19 @@ if TYPE_CHECKING:
 
 NAME = "evaluate"
 HELP = "replay the test split through the gateway and write the study's metrics and report"
-TOKEN_ENV = "PTXPLAIN_GATEWAY_TOKEN"
 EXIT_INCOMPLETE = 3
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ptxplain.cli.client_flags import add_alias, add_gateway_flags
+
     add = parser.add_argument
     add("--data", type=Path, required=True, help="the data folder (with its split file)")
     add("--out", type=Path, required=True, help="the run folder (created; reused to resume)")
-    add("--gateway", default="", help="gRPC host:port, or the base URL with --http")
-    add("--http", action="store_true", help="use the HTTP/JSON API instead of gRPC")
+    add("--http", action="store_true", help="use the HTTP/JSON API (--gateway-http), not gRPC")
     add("--report-only", action="store_true", help="no replay: recompute from --out's results")
     add("--models", default="", help="comma-separated served names (default: all served)")
     add("--concurrency", type=int, default=4, help="requests in flight (default 4)")
-    add("--timeout-s", type=float, default=120.0, help="deadline per request (default 120)")
-    add("--token-file", type=Path, help=f"gateway bearer token file (default: ${TOKEN_ENV})")
     add("--no-retry", action="store_true", help="do not retry transient per-model failures")
     add("--max-failures", type=int, default=20, help="stop after N failed requests in a row")
     add("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
@@ -73,17 +70,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--layout", default="auto", choices=("auto", "siim", "png", "folders"))
     add("--state-dir", type=Path, help="where the split file lives (default: --data)")
     add("--no-progress", action="store_true", help="no progress bar")
+    gateway = add_gateway_flags(parser, http=True)
+    add_alias(gateway, "--timeout-s", "--deadline", type=float)
 
 
-def _token(args: argparse.Namespace) -> str | None:
-    from ptxplain.errors import ConfigError
+def _http_address(args: argparse.Namespace) -> str:
+    """--gateway-http; an HTTP URL given to --gateway with --http (the old spelling) too."""
+    from ptxplain.cli.client_flags import DEFAULT_GRPC, http_url
 
-    if args.token_file is None:
-        return os.environ.get(TOKEN_ENV) or None
-    try:
-        return args.token_file.read_text(encoding="utf-8").strip() or None
-    except OSError as exc:
-        raise ConfigError(f"--token-file {args.token_file}: {exc}") from exc
+    if args.gateway != DEFAULT_GRPC and args.gateway.startswith(("http://", "https://")):
+        print(
+            "ptxplain evaluate: warning: an HTTP URL in --gateway is deprecated; "
+            "use --gateway-http",
+            file=sys.stderr,
+        )
+        return http_url(args.gateway, "--gateway")
+    return http_url(args.gateway_http)
 
 
 def _sanity(pairs: list[str]) -> tuple[tuple[str, Path], ...]:
@@ -103,14 +105,12 @@ def _config(args: argparse.Namespace) -> EvaluateConfig:
     from harness.evaluate.run import EvaluateConfig
     from ptxplain.errors import InvalidOptionError
 
-    if not args.report_only and not args.gateway:
-        raise InvalidOptionError("--gateway ADDR is required (or --report-only)")
     if args.n_boot < 1:
         raise InvalidOptionError(f"--n-boot must be >= 1, got {args.n_boot}")
     return EvaluateConfig(
         data=args.data,
         out=args.out,
-        gateway="" if args.report_only else args.gateway,
+        gateway="" if args.report_only else _address(args),
         transport="http" if args.http else "grpc",
         concurrency=args.concurrency,
         models=tuple(m.strip() for m in args.models.split(",") if m.strip()),
@@ -128,11 +128,46 @@ def _config(args: argparse.Namespace) -> EvaluateConfig:
     )
 
 
+def _address(args: argparse.Namespace) -> str:
+    from ptxplain.cli.client_flags import grpc_address
+
+    return _http_address(args) if args.http else grpc_address(args.gateway).target
+
+
 def _client(args: argparse.Namespace, models: tuple[str, ...]) -> CatalogClient:
     from harness.evaluate.client import GrpcGatewayClient, HttpGatewayClient
+    from ptxplain.cli.client_flags import grpc_address, root_certificates, token
 
-    kind = HttpGatewayClient if args.http else GrpcGatewayClient
-    return kind(args.gateway, models, token=_token(args), timeout_s=args.timeout_s)
+    if args.http:
+        return HttpGatewayClient(
+            _http_address(args),
+            models,
+            token=token(args),
+            timeout_s=args.deadline,
+            ca_file=args.tls_ca,
+        )
+    address = grpc_address(args.gateway)
+    return GrpcGatewayClient(
+        address.target,
+        models,
+        token=token(args),
+        timeout_s=args.deadline,
+        root_certificates=root_certificates(args),
+        tls=address.tls,
+    )
+
+
+def _unreachable(args: argparse.Namespace, exc: Exception) -> Exception | None:
+    """The error to raise instead of ``exc`` when it says the gateway could not be reached."""
+    import requests
+
+    from ptxplain.cli.client_flags import unreachable_error
+
+    if args.http and isinstance(exc.__cause__, requests.ConnectionError):
+        return unreachable_error(_http_address(args), "http", str(exc.__cause__))
+    if not args.http and "UNAVAILABLE" in str(exc):
+        return unreachable_error(args.gateway, "grpc", str(exc))
+    return None
 
 
 def _say(outcome: EvaluationOutcome, out: Path) -> None:
@@ -157,11 +192,14 @@ def _say(outcome: EvaluationOutcome, out: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from harness.evaluate.run import evaluate
+    from ptxplain.errors import BackendError
 
     config = _config(args)
     client = None if args.report_only else _client(args, config.models)
     try:
         outcome = evaluate(config, client)
+    except BackendError as exc:
+        raise (_unreachable(args, exc) or exc) from exc
     finally:
         if client is not None:
             client.close()

@@ -2,6 +2,7 @@
 
   ptxplain explain chest.dcm --out explained/
   ptxplain explain chest.png --models resnet18,vit_s16 --methods gradcam,hirescam --gateway host:50051
+  ptxplain explain chest.png --gateway grpcs://gw.example:443 --token-file token --tls-ca ca.pem
 
 Writes OUT/<model>_<method>.png — the model's map laid on the ORIGINAL image (undoing the
 letterbox with the result's geometry) as the browser viewer draws it: a perceptual colour map
@@ -15,17 +16,18 @@ exits 0 when at least one model answered, 1 when none did.
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
+from typing import Any
 
 NAME = "explain"
 HELP = "explain one image with every model through the gateway"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from ptxplain.cli.client_flags import add_alias, add_gateway_flags
+
     parser.add_argument("image", type=Path, help="PNG, JPEG or DICOM file")
     parser.add_argument("--models", default="", help="comma-separated; default: every ready model")
-    parser.add_argument("--gateway", default="127.0.0.1:50051", help="gateway gRPC address")
     parser.add_argument("--out", type=Path, default=Path("explained"), help="output folder")
     parser.add_argument(
         "--methods", default="", help="CAM methods, comma-separated (default gradcam)"
@@ -33,10 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--target", default="", help="positive (default), predicted or a class index"
     )
-    parser.add_argument(
-        "--map-size", default="input", help="map resolution asked for (default input)"
-    )
-    parser.add_argument("--timeout", type=float, default=120.0, help="seconds")
+    parser.add_argument("--map-size", default="input", help="map resolution asked for")
     parser.add_argument(
         "--colormap",
         default="inferno",
@@ -49,21 +48,41 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.2,
         help="heat under this level (0..1) is not drawn (0.2)",
     )
-    parser.add_argument(
-        "--token-env",
-        default="PTXPLAIN_GATEWAY_TOKEN",
-        help="environment variable holding the client token (if the gateway needs one)",
+    gateway = add_gateway_flags(parser)
+    add_alias(gateway, "--timeout", "--deadline", type=float)
+
+
+def _explain(args: argparse.Namespace, image: bytes) -> tuple[Any, str]:
+    import grpc
+
+    from ptxplain.cli.client_flags import grpc_address, root_certificates, token, unreachable_error
+    from ptxplain.errors import BackendError
+    from ptxplain.v1 import explainer_pb2 as epb
+    from services.gateway.client import ExplainerClient
+
+    options = epb.ExplainOptions(
+        methods=[m for m in args.methods.split(",") if m.strip()],
+        target=args.target,
+        map_size=args.map_size,
     )
-    parser.add_argument("--tls-ca", type=Path, help="CA certificate: connect with TLS")
+    models = [m.strip() for m in args.models.split(",") if m.strip()]
+    address = grpc_address(args.gateway)
+    ca = root_certificates(args)
+    with ExplainerClient(
+        address.target, token=token(args), root_certificates=ca, tls=address.tls
+    ) as client:
+        try:
+            return client.explain(image, models, options, timeout_s=args.deadline)
+        except grpc.RpcError as exc:
+            detail = f"{exc.code().name}: {exc.details()}"
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                raise unreachable_error(args.gateway, "grpc", detail) from exc
+            raise BackendError(f"gateway {args.gateway}: {detail}") from exc
 
 
 def run(args: argparse.Namespace) -> int:
-    import grpc
-
-    from ptxplain.errors import BackendError, ConfigError, InvalidOptionError
+    from ptxplain.errors import ConfigError, InvalidOptionError
     from ptxplain.explain.overlay import Look, write_outputs
-    from ptxplain.v1 import explainer_pb2 as epb
-    from services.gateway.client import ExplainerClient
 
     try:
         look = Look(args.colormap, args.opacity, args.transparent_below)
@@ -73,22 +92,7 @@ def run(args: argparse.Namespace) -> int:
         image = args.image.read_bytes()
     except OSError as exc:
         raise ConfigError(f"cannot read image {args.image}: {exc}") from exc
-    options = epb.ExplainOptions(
-        methods=[m for m in args.methods.split(",") if m.strip()],
-        target=args.target,
-        map_size=args.map_size,
-    )
-    models = [m.strip() for m in args.models.split(",") if m.strip()]
-    ca = args.tls_ca.read_bytes() if args.tls_ca else None
-    with ExplainerClient(
-        args.gateway, token=os.environ.get(args.token_env), root_certificates=ca
-    ) as client:
-        try:
-            response, request_id = client.explain(image, models, options, timeout_s=args.timeout)
-        except grpc.RpcError as exc:
-            raise BackendError(
-                f"gateway {args.gateway}: {exc.code().name}: {exc.details()}"
-            ) from exc
+    response, request_id = _explain(args, image)
     summary = write_outputs(image, response, request_id, args.out, look)
     for name, entry in summary["models"].items():
         if entry["status"] == "OK":

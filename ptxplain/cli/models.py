@@ -27,6 +27,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model-store", type=Path, default=Path("model_store"))
     parser.add_argument("--profile", default="quick", help="training profile (quick | study)")
     parser.add_argument("--threads", type=int, help="torch threads for training (default: all)")
+    parser.add_argument(
+        "--device",
+        choices=("auto", "cpu", "gpu"),  # handlers.archive.DEVICES (imported lazily: torch)
+        default="auto",
+        help="the archives' device: auto = the model server's GPU where it has one "
+        "(docs/archive.md)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -39,7 +46,7 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     plan = DefaultModelsPlan(
-        args.data, args.checkpoints, args.model_store, get_profile(args.profile)
+        args.data, args.checkpoints, args.model_store, get_profile(args.profile), args.device
     )
     ensure_phantom(plan, say)
     train = ["train", "--profile", plan.profile.name, "--data", str(plan.data)]

@@ -19,7 +19,7 @@ COPY pyproject.toml services/containers/requirements.py ./
 # tests/deploy/test_images.py checks that this list covers everything the gateway imports.
 RUN python requirements.py pyproject.toml --only \
         grpcio grpcio-health-checking grpcio-reflection protobuf pyyaml requests \
-        fastapi pydantic uvicorn prometheus-client > gateway.txt \
+        fastapi pydantic uvicorn prometheus-client python-multipart fastapi-offline > gateway.txt \
     && pip install -r gateway.txt
 # ptxplain (the CLI, errors, stubs) and services; not handlers/ or harness/ (torch, numpy).
 COPY ptxplain /app/ptxplain

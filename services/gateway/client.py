@@ -31,6 +31,7 @@ class ExplainerClient:
         *,
         token: str | None = None,
         root_certificates: bytes | None = None,
+        tls: bool = False,
         max_image_bytes: int = GATEWAY_IMAGE_CAP,
         max_response_bytes: int = DEFAULT_MAX_RESPONSE_BYTES,
     ) -> None:
@@ -39,7 +40,7 @@ class ExplainerClient:
             ("grpc.max_send_message_length", max_image_bytes + ENVELOPE_BYTES),
             ("grpc.max_receive_message_length", max_response_bytes),
         ]
-        if root_certificates is not None:
+        if root_certificates is not None or tls:  # tls without roots: the system's
             credentials = grpc.ssl_channel_credentials(root_certificates)
             self._channel = grpc.secure_channel(target, credentials, options=options)
         else:

@@ -1,4 +1,5 @@
-"""The gRPC face of the gateway: ``ptxplain.v1.Explainer`` on grpc.aio, plus standard health
+"""The gRPC face of the gateway: ``ptxplain.v1.Explainer`` on grpc.aio, the Open Inference
+Protocol's ``inference.GRPCInferenceService`` (services/gateway/oip_grpc.py), standard health
 checking and server reflection.
 
 Errors become gRPC status in ONE place, :class:`GatewayInterceptor`, from
@@ -38,12 +39,15 @@ from services.gateway.logs import (
     note,
     request_id_var,
 )
+from services.gateway.oip_grpc import OPEN_METHODS as OIP_OPEN_METHODS
+from services.gateway.oip_grpc import add_oip_service
 
 __all__ = ["SERVICE_NAME", "ExplainerService", "GatewayInterceptor", "create_server"]
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = epb.DESCRIPTOR.services_by_name["Explainer"].full_name
-_OPEN_PREFIX = f"/{health.SERVICE_NAME}/"
+# Calls that need no token and write no access-log line: probes.
+_OPEN_PREFIXES = (f"/{health.SERVICE_NAME}/", *OIP_OPEN_METHODS)
 
 
 def _identity(data: bytes) -> bytes:
@@ -203,7 +207,7 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):
     async def _admit(self, context: Any, method: str, state: dict[str, Any]) -> None:
         """Send the request id, check the client's token, make sure the gateway started."""
         await context.send_initial_metadata(state["metadata"])
-        if self._expected and not method.startswith(_OPEN_PREFIX):
+        if self._expected and not method.startswith(_OPEN_PREFIXES):
             offered = str(state.pop("authorization", "")).encode()
             if not hmac.compare_digest(offered, self._expected):
                 raise AuthError(
@@ -231,7 +235,7 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):
         name = method.rsplit("/", 1)[-1]
         self.gateway.metrics.observe_request("grpc", name, state["code"], seconds)
         fields = access_fields_var.get() or {}
-        if not method.startswith(_OPEN_PREFIX):
+        if not method.startswith(_OPEN_PREFIXES):
             log.info(
                 "grpc %s %s",
                 name,
@@ -311,6 +315,7 @@ def create_server(
         options=_server_options(config),
     )
     server.add_generic_rpc_handlers((explainer_handler(ExplainerService(gateway)),))
+    oip_name = add_oip_service(server, gateway)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
 
@@ -324,6 +329,6 @@ def create_server(
             await health_servicer.set(service, status)
 
     gateway.readiness_listeners.append(on_readiness)
-    names = (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME)
+    names = (SERVICE_NAME, oip_name, health.SERVICE_NAME, reflection.SERVICE_NAME)
     reflection.enable_server_reflection(names, server)
     return server, _bind(server, config)

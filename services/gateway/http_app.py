@@ -14,9 +14,17 @@
     GET  /metrics      Prometheus text format
     GET  /openapi.json the OpenAPI document
     GET  /, /viewer/*  the browser viewer (services/gateway/viewer.py)
+    GET  /docs, /redoc interactive API docs (assets served by the gateway itself: no CDN)
+    /v2/...            the Open Inference Protocol (services/gateway/oip_http.py)
+    POST /predictions/{model}, GET /v1/models/{model}
+                       TorchServe-style calls (services/gateway/http_torchserve.py)
+
+``POST /v1/explain`` also takes a ``multipart/form-data`` upload (``curl -F data=@chest.dcm``,
+the TorchServe habit; services/gateway/http_body.py).
 
 Errors become HTTP responses in ONE handler set (:func:`_install_error_handlers`), from
-:mod:`ptxplain.errors`. Every response carries ``X-Request-ID``.
+:mod:`ptxplain.errors`; under ``/v2`` the body has the protocol's shape, ``{"error": message}``.
+Every response carries ``X-Request-ID``.
 """
 
 from __future__ import annotations
@@ -32,18 +40,19 @@ from typing import Annotated, Any
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi_offline import FastAPIOffline
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ptxplain.errors import (
     AuthError,
     Code,
     DecodeError,
-    ImageTooLargeError,
     InvalidInputError,
     InvalidOptionError,
     PtxplainError,
 )
 from services.gateway.fanout import Gateway, all_failed_error
+from services.gateway.http_body import is_multipart, read_body, read_form
 from services.gateway.http_json import (
     ErrorBody,
     ExplainBody,
@@ -53,7 +62,8 @@ from services.gateway.http_json import (
     error_body,
     response_json,
 )
-from services.gateway.http_stream import STREAM_PATH, install_explain_stream
+from services.gateway.http_stream import install_explain_stream
+from services.gateway.http_torchserve import create_torchserve_router
 from services.gateway.logs import (
     REQUEST_ID_HEADER,
     access_fields_var,
@@ -62,13 +72,25 @@ from services.gateway.logs import (
     request_id_var,
 )
 from services.gateway.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from services.gateway.oip_http import OPEN_PATHS as OIP_OPEN_PATHS
+from services.gateway.oip_http import PREFIX as OIP_PREFIX
+from services.gateway.oip_http import create_oip_router, oip_error_body
 from services.gateway.viewer import VIEWER_PATHS, mount_viewer
 
 __all__ = ["create_http_app"]
 
 log = logging.getLogger(__name__)
-_OPEN_PATHS = ("/healthz", "/readyz", "/metrics", "/openapi.json", *VIEWER_PATHS)
-_API_PATHS = ("/v1/explain", "/v1/models", STREAM_PATH)
+_DOCS_PATHS = ("/docs", "/docs/oauth2-redirect", "/redoc")
+_DOCS_ASSETS = "/docs-assets"
+_OPEN_PATHS = (
+    "/healthz",
+    "/readyz",
+    "/metrics",
+    "/openapi.json",
+    *VIEWER_PATHS,
+    *_DOCS_PATHS,
+    *OIP_OPEN_PATHS,
+)
 _JSON_SLACK = 64 * 1024
 _ERRORS: dict[int | str, dict[str, Any]] = {
     c: {"model": ErrorBody} for c in (400, 401, 413, 429, 503, 504)
@@ -82,31 +104,34 @@ _BODY_DOC = {
             "image/jpeg": {"schema": {"type": "string", "format": "binary"}},
             "application/dicom": {"schema": {"type": "string", "format": "binary"}},
             "application/json": {"schema": ExplainBody.model_json_schema()},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"data": {"type": "string", "format": "binary"}},
+                    "required": ["data"],
+                }
+            },
         },
     }
 }
 
 
-async def _read_body(request: Request, cap: int, what: str) -> bytes:
-    """The body, refused (413, naming the cap) as soon as it passes ``cap`` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > cap:
-        raise ImageTooLargeError(
-            f"{what} is {declared} bytes, over the gateway's cap of {cap} bytes"
-        )
-    chunks, total = [], 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > cap:
-            raise ImageTooLargeError(f"{what} is over the gateway's cap of {cap} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _split(values: list[str] | None) -> list[str]:
+    return [name.strip() for value in values or [] for name in value.split(",") if name.strip()]
 
 
 async def _image_and_models(request: Request, cap: int) -> tuple[bytes, list[str]]:
+    if is_multipart(request):
+        image, fields = await read_form(request, cap + _JSON_SLACK)
+        if fields:
+            raise InvalidInputError(
+                f"multipart/form-data field {', '.join(map(repr, fields))}: POST /v1/explain "
+                f"takes its options as query parameters (?models=...&methods=...)"
+            )
+        return image, []
     if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-        return await _read_body(request, cap, "image"), []
-    text = await _read_body(request, cap * 4 // 3 + _JSON_SLACK, "JSON body")
+        return await read_body(request, cap, "image"), []
+    text = await read_body(request, cap * 4 // 3 + _JSON_SLACK, "JSON body")
     try:
         body = ExplainBody.model_validate_json(text)
         return base64.b64decode(body.image, validate=True), body.models
@@ -118,12 +143,11 @@ async def _image_and_models(request: Request, cap: int) -> tuple[bytes, list[str
 
 def create_http_app(gateway: Gateway) -> FastAPI:
     """The FastAPI app serving ``gateway``."""
-    app = FastAPI(
+    app = FastAPIOffline(
         title="ptxplain gateway",
         version="1",
         description="One image, every model: logits, label and Grad-CAM maps per model.",
-        docs_url=None,
-        redoc_url=None,
+        static_url=_DOCS_ASSETS,
     )
     config = gateway.config
 
@@ -174,6 +198,8 @@ def create_http_app(gateway: Gateway) -> FastAPI:
 
     install_explain_stream(app, gateway, _image_and_models)
     mount_viewer(app)
+    app.include_router(create_oip_router(gateway))
+    app.include_router(create_torchserve_router(gateway))
     _install_error_handlers(app)
     _install_middleware(app, gateway)
     return app
@@ -182,8 +208,15 @@ def create_http_app(gateway: Gateway) -> FastAPI:
 # -- the one handler set: errors -> HTTP ----------------------------------------------------------
 
 
-def _error_response(exc: PtxplainError) -> JSONResponse:
-    body = error_body(exc.code, exc.message, exc.model, request_id_var.get())
+def _body(code: Code, message: str, model: str, path: str) -> dict[str, Any]:
+    """The error body: the protocol's ``{"error": message}`` under /v2, else ptxplain's."""
+    if path == OIP_PREFIX or path.startswith(OIP_PREFIX + "/"):
+        return {**oip_error_body(f"{model}: {message}" if model else message)}
+    return error_body(code, message, model, request_id_var.get())
+
+
+def _error_response(exc: PtxplainError, path: str = "") -> JSONResponse:
+    body = _body(exc.code, exc.message, exc.model, path)
     note(error=type(exc).__name__ if isinstance(exc, DecodeError) and not exc.model else str(exc))
     return JSONResponse(body, status_code=exc.http_status)
 
@@ -191,17 +224,17 @@ def _error_response(exc: PtxplainError) -> JSONResponse:
 def _install_error_handlers(app: FastAPI) -> None:
     async def ptxplain_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, PtxplainError)
-        return _error_response(exc)
+        return _error_response(exc, request.url.path)
 
     async def invalid_request(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, RequestValidationError)
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
-        return _error_response(InvalidOptionError(f"invalid request: {problems}"))
+        return _error_response(InvalidOptionError(f"invalid request: {problems}"), request.url.path)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, StarletteHTTPException)
         code = {404: Code.NOT_FOUND, 405: Code.INVALID_ARGUMENT}.get(exc.status_code, Code.UNKNOWN)
-        body = error_body(code, str(exc.detail), "", request_id_var.get())
+        body = _body(code, str(exc.detail), "", request.url.path)
         return JSONResponse(body, status_code=exc.status_code)
 
     app.add_exception_handler(PtxplainError, ptxplain_error)
@@ -222,24 +255,24 @@ def _install_middleware(app: FastAPI, gateway: Gateway) -> None:
         access_fields_var.set(fields)
         path = request.url.path
         offered = request.headers.get("authorization", "").encode()
-        if expected and path not in _OPEN_PATHS and not hmac.compare_digest(offered, expected):
+        if expected and not _open(path) and not hmac.compare_digest(offered, expected):
             response: Response = _error_response(
-                AuthError("missing or wrong bearer token (header 'Authorization: Bearer …')")
+                AuthError("missing or wrong bearer token (header 'Authorization: Bearer …')"),
+                path,
             )
         else:
             try:
                 response = await call_next(request)
             except Exception:
                 log.exception("unexpected error")
-                body = error_body(
-                    Code.INTERNAL, f"internal error; report request id {request_id}", "", request_id
-                )
+                message = f"internal error; report request id {request_id}"
+                body = _body(Code.INTERNAL, message, "", path)
                 response = JSONResponse(body, status_code=500)
         response.headers[REQUEST_ID_HEADER] = request_id
         seconds = time.perf_counter() - started
-        if path not in _OPEN_PATHS:
+        if not _open(path):
             status = str(response.status_code)
-            route = f"{request.method} {path if path in _API_PATHS else 'other'}"
+            route = f"{request.method} {_route(request)}"
             gateway.metrics.observe_request("http", route, status, seconds)
             log.info(
                 "http %s %s",
@@ -256,3 +289,14 @@ def _install_middleware(app: FastAPI, gateway: Gateway) -> None:
                 },
             )
         return response
+
+
+def _open(path: str) -> bool:
+    """Probes, metrics and the docs need no token."""
+    return path in _OPEN_PATHS or path.startswith(_DOCS_ASSETS + "/")
+
+
+def _route(request: Request) -> str:
+    """The matched route's template (``/v2/models/{model}/infer``), so labels stay bounded."""
+    route = request.scope.get("route")
+    return str(getattr(route, "path", "other"))

@@ -30,6 +30,7 @@ __all__ = [
     "error_body",
     "outcome_json",
     "response_json",
+    "result_label",
 ]
 
 _SPACES = {pb.MAP_SPACE_LAYER: "layer", pb.MAP_SPACE_RESIZED: "resized"}
@@ -181,7 +182,7 @@ def _map_json(item: pb.Map) -> dict[str, Any]:
     }
 
 
-def _label(result: pb.ExplainResult, positive_class: int) -> str:
+def result_label(result: pb.ExplainResult, positive_class: int) -> str:
     classes = list(result.classes)
     if not classes:
         return ""
@@ -206,7 +207,7 @@ def _result_json(result: pb.ExplainResult, info: ModelInfo) -> dict[str, Any]:
         "positive_probability": result.positive_probability,
         "threshold": result.threshold,
         "positive": result.positive,
-        "label": _label(result, info.positive_class),
+        "label": result_label(result, info.positive_class),
         "trained": result.trained,
         "geometry": geometry,
         "timings": {f.name: getattr(t, f.name) for f in t.DESCRIPTOR.fields},

@@ -10,13 +10,28 @@ ptxplain_gateway_in_flight{backend}                     backend calls in flight
 ptxplain_gateway_shed_total{backend,model}              calls refused past the in-flight bound
 ptxplain_gateway_backend_errors_total{backend,model,code}  failed backend calls
 ptxplain_gateway_model_ready{model}                     1 when the catalog says ready
+ptxplain_gateway_build_info{version,torch,torchserve}   1; versions beside the gateway
+                                                        ("absent" where a package is not)
+process_* (CPU, memory, open files, start time), python_info and python_gc_*: the standard
+collectors, on this registry too.
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    generate_latest,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from ptxplain.build_info import versions
 from ptxplain.v1 import explainer_pb2 as epb
 
 __all__ = ["CONTENT_TYPE", "GatewayMetrics"]
@@ -86,6 +101,10 @@ class GatewayMetrics:
         self.model_ready = Gauge(
             prefix + "model_ready", "1 when the model is ready", ["model"], registry=reg
         )
+        build = Info(prefix + "build", "ptxplain and what it runs with", registry=reg)
+        build.info({k: v for k, v in versions().items() if k != "python"})  # python_info has it
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            reg.register(collector)
 
     def observe_request(self, api: str, method: str, code: str, seconds: float) -> None:
         self.requests.labels(api, method, code).inc()

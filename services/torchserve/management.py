@@ -27,6 +27,8 @@ class ModelStatus:
     max_batch_delay_ms: int
     worker_states: tuple[str, ...]
     worker_pids: tuple[int, ...] = ()
+    # Per worker: whether TorchServe put it on a GPU (the archive's deviceType, its hardware).
+    worker_gpus: tuple[bool, ...] = ()
 
     @property
     def ready_workers(self) -> int:
@@ -41,6 +43,7 @@ class ModelStatus:
             max_batch_delay_ms=int(raw.get("maxBatchDelay", 0)),
             worker_states=tuple(str(w.get("status", "")) for w in raw.get("workers", [])),
             worker_pids=tuple(int(w.get("pid", -1)) for w in raw.get("workers", [])),
+            worker_gpus=tuple(bool(w.get("gpu", False)) for w in raw.get("workers", [])),
         )
 
 

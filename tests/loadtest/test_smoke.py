@@ -83,9 +83,9 @@ def _loadtest(running: RunningGateway, tmp_path: Path, scenario: Path, *args: st
     return main(
         [
             "loadtest",
-            "--http-url",
+            "--gateway-http",
             f"http://127.0.0.1:{running.http_port}",
-            "--grpc-target",
+            "--gateway",
             f"127.0.0.1:{running.grpc_port}",
             "--token-file",
             str(token),
@@ -141,9 +141,9 @@ def test_refused_calls_are_failures_and_fail_the_run(gateway_factory: Any, tmp_p
     code = main(
         [
             "loadtest",
-            "--http-url",
+            "--gateway-http",
             f"http://127.0.0.1:{running.http_port}",
-            "--grpc-target",
+            "--gateway",
             f"127.0.0.1:{running.grpc_port}",
             "--token-file",
             str(wrong),

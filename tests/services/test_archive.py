@@ -83,9 +83,15 @@ def test_model_config_yaml(random_archive: Path) -> None:
         "batchSize": 4,
         "maxBatchDelay": 50,
         "responseTimeout": 120,
-        "deviceType": "cpu",
         "ptxplain": {"torch_threads": 2, "max_bytes": 1000},
-    }
+    }  # no deviceType: TorchServe picks the device where it runs (the default, auto)
+
+
+@pytest.mark.parametrize("device", ["cpu", "gpu"])
+def test_an_asked_device_is_written_as_torchserve_reads_it(device: str) -> None:
+    config = ServingOptions(device=device).model_config()  # type: ignore[arg-type]
+    assert config["deviceType"] == device
+    assert "deviceType" not in ServingOptions().model_config()
 
 
 def test_random_init_metadata_and_weights_round_trip(random_archive: Path, tmp_path: Path) -> None:

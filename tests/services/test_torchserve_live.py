@@ -195,3 +195,21 @@ def test_request_over_the_size_cap_is_refused(torchserve: LiveTorchServe, rest: 
     with roomy, pytest.raises(BackendError, match="CANCELLED"):
         roomy.predict("resnet18", too_big)
     assert rest.predict("resnet18", png()).ok
+
+
+def test_archives_without_a_device_run_where_torchserve_puts_them(
+    torchserve: LiveTorchServe,
+) -> None:
+    import torch
+    import yaml
+
+    from handlers.archive import MODEL_CONFIG_FILENAME, read_archive_file
+
+    for built in torchserve.archives:  # built with the default device, auto
+        config = yaml.safe_load(read_archive_file(built.path, MODEL_CONFIG_FILENAME))
+        assert "deviceType" not in config
+    on_gpu = torch.cuda.is_available()  # TorchServe: a GPU for every worker when it has one
+    with management_client(torchserve.config) as management:
+        for model in LIVE_ARCHS:
+            gpus = management.describe(model).worker_gpus
+            assert gpus and all(gpu == on_gpu for gpu in gpus), (model, gpus)

@@ -81,7 +81,7 @@ def test_evaluate_through_the_real_gateway(
         str(data),
         "--out",
         str(out),
-        "--gateway",
+        "--gateway-http" if transport == "http" else "--gateway",
         address,
         "--models",
         ",".join(MODELS),
