@@ -21,6 +21,7 @@ from sklearn import metrics as skm
 
 __all__ = [
     "MIN_MODELS_TESTABLE",
+    "IndexStatistic",
     "Interval",
     "RankCorrelation",
     "auroc",
