@@ -20,7 +20,13 @@ from harness.metrics.baselines import calibrated_statistic
 from harness.metrics.depth import ModelFacts
 from harness.metrics.stats import IndexStatistic, paired_difference
 
-__all__ = ["PAIRED_METRICS", "learned_models", "paired_localization"]
+__all__ = [
+    "PAIRED_METRICS",
+    "VIT_FAMILY",
+    "comparison_pairs",
+    "learned_models",
+    "paired_localization",
+]
 
 PAIRED_METRICS = ("effective_heat_ratio", "grid_pointing_game", "energy_pointing_game")
 VIT_FAMILY = "vit"

@@ -257,6 +257,15 @@ def _value(model: dict[str, Any], area: str, metric: str) -> float | None:
     return None if value is None else float(value)
 
 
+def _input_sizes(inputs: StudyInputs, model: str) -> list[str]:
+    sizes = {
+        f"{a.geometry['input_height']}x{a.geometry['input_width']}"
+        for r in inputs.results.values()
+        if (a := r.answers.get(model)) is not None and a.ok and a.geometry
+    }
+    return sorted(sizes)
+
+
 def _scored_by_model(loc_rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
     by_model: dict[str, dict[str, dict[str, Any]]] = {}
     for row in loc_rows:
@@ -277,6 +286,7 @@ def compute_study(inputs: StudyInputs) -> tuple[dict[str, Any], list[dict[str, A
         model_rows = [r for r in loc_rows if r["model"] == name]
         models[name] = {
             **facts.to_json(),
+            "input_sizes": _input_sizes(inputs, name),
             "classification": classification,
             "localization": _localization_block(model_rows, inputs),
         }
