@@ -32,6 +32,7 @@ SUBCOMMANDS = (
     "stop",
     "explain",
     "evaluate",
+    "study",
     "loadtest",
 )
 

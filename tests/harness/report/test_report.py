@@ -80,7 +80,13 @@ def test_report_parses_and_holds_tables_and_figures(
     text = " ".join(page.text)
     assert page.tags.count("table") >= 8
     for heading in (
+        "Answer",
+        "Models and their provenance",
         "Classification",
+        "Confusion matrix at each model's threshold",
+        "Probability calibration and PR curves",
+        "Calibrated localization: floors and ceilings",
+        "Image-level paired comparisons",
         "Paired AUROC",
         "Localization",
         "By lesion size",
@@ -97,6 +103,11 @@ def test_report_parses_and_holds_tables_and_figures(
     assert page.tags.count("figure") >= 2  # gallery rows: each model's worst case and the best
     assert "worst missed positive" in text or "lowest effective heat ratio" in text
     assert "highest effective heat ratio" in text
+    # Calibrated table: each model's grid, the four references and a calibrated column.
+    for word in ("uniform", "random", "ideal", "mask", "calibrated [95% CI]", "grid_pointing_game"):
+        assert word in text, word
+    assert "DeLong z, p" in text
+    assert "Brier" in text and "ECE" in text and "average precision" in text
 
 
 def test_phantom_run_is_synthetic_everywhere_and_shows_no_paper_figures(
