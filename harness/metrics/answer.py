@@ -15,7 +15,7 @@ from typing import Any
 
 from harness.metrics.comparisons import VIT_FAMILY
 
-__all__ = ["PAPER", "PAPER_SOURCE", "SIIM_CHANCE", "answer_lines", "fmt"]
+__all__ = ["PAPER", "PAPER_SOURCE", "SIIM_CHANCE", "answer_lines", "fmt", "trained_on"]
 
 PAPER_SOURCE = (
     "Qiu, Rivaz, Xiao, MLMI 2023, as given by a secondary summary of the paper "
@@ -182,6 +182,33 @@ def _chance_line(metrics: dict[str, Any]) -> str:
     return f"Chance level: a uniform map scores EHR {here} on this run's masks; {SIIM_CHANCE}."
 
 
+def trained_on(model: dict[str, Any], train_fingerprint: str | None) -> tuple[str, bool]:
+    """(what the model was trained on, whether that proves the test images were held out)."""
+    provenance = model.get("provenance") or {}
+    seen = provenance.get("data_fingerprint")
+    label = provenance.get("trained_on", "")
+    if not model.get("trained", True):
+        return "nothing (random-init weights)", True
+    if not seen:
+        return "unknown (not in the served metadata)", False
+    if train_fingerprint and seen == train_fingerprint:
+        return "this data set's train split" + (f" ({label})" if label else ""), True
+    return f"other data: {label or 'unnamed'} (fingerprint {str(seen)[:12]}…)", False
+
+
+def _provenance_line(metrics: dict[str, Any]) -> str | None:
+    fingerprint = metrics.get("run", {}).get("train_fingerprint")
+    unproven = [
+        f"{name} ({where})"
+        for name, m in metrics["models"].items()
+        for where, held_out in [trained_on(m, fingerprint)]
+        if not held_out
+    ]
+    if not unproven:
+        return None
+    return "Provenance: test images not proven held out for " + "; ".join(unproven) + "."
+
+
 def answer_lines(metrics: dict[str, Any]) -> list[str]:
     """The answer box, one sentence a line (SYNTHETIC first when the data are a phantom)."""
     families = sorted({m["family"] for m in metrics["models"].values()})
@@ -198,6 +225,8 @@ def answer_lines(metrics: dict[str, Any]) -> list[str]:
             + "; ".join(f"{name} — {why}" for name, why in excluded.items())
             + "."
         )
+    if (provenance := _provenance_line(metrics)) is not None:
+        lines.append(provenance)
     lines.append(_chance_line(metrics))
     lines.append(
         f"Paper ({PAPER_SOURCE}): accuracy {PAPER['accuracy']}; EHR ResNet-101 "

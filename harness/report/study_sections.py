@@ -8,7 +8,7 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from harness.metrics.answer import PAPER, PAPER_SOURCE, answer_lines, fmt
+from harness.metrics.answer import PAPER, PAPER_SOURCE, answer_lines, fmt, trained_on
 from harness.metrics.baselines import CALIBRATED_METRICS, MIN_RANGE, REFERENCES
 from harness.report import plots
 from harness.report.sections import table
@@ -155,32 +155,27 @@ def probability_section(metrics: dict[str, Any]) -> str:
     )
 
 
-def _trained_on(facts: dict[str, Any], fingerprint: str | None) -> str:
-    provenance = facts.get("provenance") or {}
-    seen = provenance.get("data_fingerprint")
-    if not seen:
-        return "unknown (not in the served metadata)"
-    if fingerprint and seen == fingerprint:
-        return "this data set's train split"
-    return f"other data (fingerprint {str(seen)[:12]}…)"
-
-
 def provenance_section(metrics: dict[str, Any]) -> str:
-    fingerprint = metrics["run"].get("fingerprint")
+    fingerprint = metrics["run"].get("train_fingerprint")
     rows = []
     for name, m in metrics["models"].items():
         provenance = m.get("provenance") or {}
+        where, held_out = trained_on(m, fingerprint)
         rows.append(
             [
                 name,
                 m["architecture"],
                 "yes" if m.get("trained") else "NO (random init)",
-                _trained_on(m, fingerprint),
+                where if held_out else f"{where} — test images not proven held out",
                 ", ".join(m["input_sizes"]) if m.get("input_sizes") else "—",
                 ", ".join(m["localization"]["grids"]) or "—",
                 provenance.get("weights_source", "unknown"),
-                provenance.get("recipe", "unknown"),
+                provenance.get("recipe", "not served"),
             ]
         )
     headers = ["model", "architecture", "trained", "trained on", "input", "CAM grid"]
-    return table([*headers, "weights source", "recipe"], rows)
+    return (
+        "<p>From the gateway's model list; a model trained on this data set's train split "
+        "(matching data + split fingerprint) never saw the test images.</p>"
+        + table([*headers, "weights source", "recipe"], rows)
+    )

@@ -103,3 +103,37 @@ def test_fmt_and_the_printed_box() -> None:
     box = answer_box(_metrics())
     assert box.splitlines()[1] == "ANSWER (SYNTHETIC)"
     assert all(len(line) <= 78 for line in box.splitlines())
+
+
+def test_provenance_says_whether_the_test_images_were_held_out() -> None:
+    from harness.evaluate.client import _provenance
+    from harness.metrics.answer import trained_on
+
+    served = {
+        "trained_on": "phantom (synthetic)",
+        "data_fingerprint": "ab" * 32,
+        "cam_grid": [3, 3],
+    }
+    assert _provenance(served.get) == served
+    assert _provenance({"trained_on": "", "input_size": 0}.get) is None  # unset fields
+    model = {"trained": True, "provenance": served}
+    assert trained_on(model, "ab" * 32) == (
+        "this data set's train split (phantom (synthetic))",
+        True,
+    )
+    where, held_out = trained_on(model, "cd" * 32)
+    assert where.startswith("other data: phantom (synthetic)") and not held_out
+    assert trained_on({"trained": True}, "ab" * 32) == (
+        "unknown (not in the served metadata)",
+        False,
+    )
+    assert trained_on({"trained": False}, None)[1]
+    metrics = _metrics()
+    metrics["run"] = {"train_fingerprint": "ab" * 32}
+    for name, m in metrics["models"].items():
+        m["provenance"] = {
+            **served,
+            "data_fingerprint": "cd" * 32 if name == "vgg16" else "ab" * 32,
+        }
+    lines = answer_lines(metrics)
+    assert "Provenance: test images not proven held out for vgg16 (other data" in " ".join(lines)
