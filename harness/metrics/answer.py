@@ -198,15 +198,15 @@ def trained_on(model: dict[str, Any], train_fingerprint: str | None) -> tuple[st
 
 def _provenance_line(metrics: dict[str, Any]) -> str | None:
     fingerprint = metrics.get("run", {}).get("train_fingerprint")
-    unproven = [
-        f"{name} ({where})"
-        for name, m in metrics["models"].items()
-        for where, held_out in [trained_on(m, fingerprint)]
-        if not held_out
-    ]
-    if not unproven:
+    by_reason: dict[str, list[str]] = {}
+    for name, model in metrics["models"].items():
+        where, held_out = trained_on(model, fingerprint)
+        if not held_out:
+            by_reason.setdefault(where, []).append(name)
+    if not by_reason:
         return None
-    return "Provenance: test images not proven held out for " + "; ".join(unproven) + "."
+    groups = "; ".join(f"{', '.join(names)}: {where}" for where, names in by_reason.items())
+    return f"Provenance — test images not proven held out ({groups})."
 
 
 def answer_lines(metrics: dict[str, Any]) -> list[str]:

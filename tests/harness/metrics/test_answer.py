@@ -136,4 +136,4 @@ def test_provenance_says_whether_the_test_images_were_held_out() -> None:
             "data_fingerprint": "cd" * 32 if name == "vgg16" else "ab" * 32,
         }
     lines = answer_lines(metrics)
-    assert "Provenance: test images not proven held out for vgg16 (other data" in " ".join(lines)
+    assert "Provenance — test images not proven held out (vgg16: other data" in " ".join(lines)
