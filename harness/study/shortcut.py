@@ -10,7 +10,9 @@
    share of the map's heat on the drain and on the lesion, beside each region's area share
    (the uniform map's score).
 
-A shortcut is *detected* when the accuracy drop's interval lies above 0 and drained negatives
+A model *learned* when its correlated-test AUROC interval lies above 0.5 (a model that did not
+learn even with the shortcut has nothing to detect, and the answer says so). For a model that
+learned, a shortcut is *detected* when the accuracy drop's interval lies above 0 and drained negatives
 are called positive more often than undrained ones (interval of the difference above 0), or
 the heat on the drain exceeds its area share with an interval above 0. docs/evaluate.md
 ("Shortcut study") documents the options and outputs.
@@ -28,7 +30,13 @@ from typing import Any
 import numpy as np
 
 from harness.metrics.localization import energy_pointing_game, normalize_map
-from harness.metrics.stats import Interval, auroc, bootstrap_indices, bootstrap_mean
+from harness.metrics.stats import (
+    Interval,
+    auroc,
+    bootstrap_indices,
+    bootstrap_interval,
+    bootstrap_mean,
+)
 from ptxplain.errors import InvalidOptionError
 
 __all__ = ["ShortcutConfig", "run_shortcut", "shortcut_answer"]
@@ -218,7 +226,9 @@ def _split_block(
             "negatives": int((~labels & drained).sum()),
         },
         "accuracy": bootstrap_mean(correct, **boot).to_json(),
-        "auroc": auroc(labels, probabilities),
+        "auroc": bootstrap_interval(
+            lambda idx: auroc(labels[idx], probabilities[idx]), labels.size, **boot
+        ).to_json(),
         "positive_rate": {
             "drained_negatives": bootstrap_mean(
                 called[~labels & drained].astype(float), **boot
@@ -263,14 +273,16 @@ def _model_block(
         config.n_boot,
         config.seed,
     )
-    detected = _detected(drop, blocks["decorrelated"])
+    low = blocks["correlated_test"]["auroc"]["low"]
+    learned = low is not None and low > 0.5  # AUROC interval above chance, shortcut and all
     return {
         "architecture": meta.architecture,
         "threshold": meta.threshold,
         "val_auroc": meta.metrics.get("val_auroc"),
         **blocks,
         "accuracy_drop": drop.to_json(),
-        "shortcut_detected": detected,
+        "learned": learned,
+        "shortcut_detected": learned and _detected(drop, blocks["decorrelated"]),
     }
 
 
@@ -362,8 +374,12 @@ def _model_sentence(name: str, m: dict[str, Any]) -> str:
     d = m["decorrelated"]
     rates = d["positive_rate"]
     verdict = "SHORTCUT DETECTED" if m["shortcut_detected"] else "no shortcut shown"
+    if not m["learned"]:
+        verdict = "did not learn even with the shortcut (nothing to detect)"
     return (
-        f"{name}: {verdict} — accuracy {_fmt(m['correlated_test']['accuracy'])} with the "
+        f"{name}: {verdict} — test AUROC {_fmt(m['correlated_test']['auroc'])} with the "
+        f"correlation, {_fmt(d['auroc'])} without; accuracy "
+        f"{_fmt(m['correlated_test']['accuracy'])} with the "
         f"correlation, {_fmt(d['accuracy'])} without (drop {_fmt(m['accuracy_drop'], percent=True)}); "
         f"drained negatives called positive {_fmt(rates['drained_negatives'])} vs "
         f"{_fmt(rates['plain_negatives'])} without a drain; heat on the drain "
