@@ -87,7 +87,8 @@ def _phantom(
 ) -> list[_Case]:
     """Write (or reuse) one phantom; its cases as the data reader sees them (pixels, lesion
     masks), with the drain masks from re-rendering each planned image."""
-    from harness.data.dataset import ReadOptions, open_dataset
+    from harness.data.dataset import ReadOptions
+    from harness.data.layouts import open_dataset
     from harness.phantom.generate import (
         PhantomConfig,
         generate_phantom,
@@ -123,7 +124,8 @@ def _truth_ids(out: Path) -> list[str]:
 
 
 def _test_ids(data: Path) -> set[str]:
-    from harness.data.dataset import ReadOptions, open_dataset
+    from harness.data.dataset import ReadOptions
+    from harness.data.layouts import open_dataset
     from harness.data.split import load_or_create_split
 
     dataset = open_dataset(data, ReadOptions(progress=False))
