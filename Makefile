@@ -11,7 +11,7 @@ export PTXPLAIN_TORCH_THREADS ?= 1
 PYTEST_ARGS ?=
 
 .PHONY: setup test lint format protos bench archive deploy stop clean help \
-	models evaluate deploy-local stop-local deploy-compose stop-compose deploy-k8s stop-k8s loadtest
+	models evaluate study-shortcut deploy-local stop-local deploy-compose stop-compose deploy-k8s stop-k8s loadtest
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -79,6 +79,13 @@ EVAL_ARGS ?=
 
 evaluate: setup  ## replay the test split of $(DATA) through the local gateway; writes $(EVAL_OUT)/report.html
 	$(PTX) evaluate --data $(DATA) --gateway 127.0.0.1:$(GATEWAY_GRPC_PORT) --out $(EVAL_OUT) $(EVAL_ARGS)
+
+# The shortcut study (not part of `make deploy`): phantoms, training and evaluation in-process.
+SHORTCUT_OUT ?= reports/shortcut
+SHORTCUT_ARGS ?=
+
+study-shortcut: setup  ## plant a chest-drain shortcut on a phantom and check the harness detects it
+	$(PTX) study shortcut --out $(SHORTCUT_OUT) $(SHORTCUT_ARGS)
 
 # -- where `make deploy` / `make stop` go: DEPLOY=local (the processes above), compose or k8s --------
 # docs/containers.md, docs/kubernetes.md. PROFILE: Compose profiles (cpu | gpu, plus ,monitoring);

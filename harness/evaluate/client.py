@@ -61,9 +61,12 @@ def _facts(
     flops: int,
     trained: bool,
     threshold: float,
+    provenance: dict[str, Any] | None = None,
 ) -> ModelFacts:
     if params and flops and depth:
-        return ModelFacts(name, architecture, family, depth, params, flops, trained, threshold)
+        return ModelFacts(
+            name, architecture, family, depth, params, flops, trained, threshold, provenance
+        )
     registry = facts_from_registry(name, architecture, trained=trained)
     return ModelFacts(
         name,
@@ -74,7 +77,21 @@ def _facts(
         registry.flops,
         trained,
         threshold,
+        provenance,
     )
+
+
+PROVENANCE_FIELDS = ("weights_source", "trained_on", "data_fingerprint", "cam_grid", "input_size")
+
+
+def _provenance(read: Any) -> dict[str, Any] | None:
+    """What the model list says of the weights, for the fields this gateway serves."""
+    found = {}
+    for key in PROVENANCE_FIELDS:
+        value = read(key)
+        if value:  # unset proto fields read as "", 0 or an empty list
+            found[key] = list(value) if key == "cam_grid" else value
+    return found or None
 
 
 def answer_from_proto(item: Any, client_ms: float) -> ModelAnswer:
@@ -188,6 +205,7 @@ class GrpcGatewayClient:
                 i.flops,
                 i.trained,
                 i.threshold,
+                _provenance(lambda key, i=i: getattr(i, key, None)),
             )
             for i in infos
         ]
@@ -319,6 +337,7 @@ class HttpGatewayClient:
                 m["flops"],
                 m["trained"],
                 m["threshold"],
+                _provenance(m.get),
             )
             for m in response.json()["models"]
         ]

@@ -213,6 +213,14 @@ def _robustness(
     return block
 
 
+def _train_fingerprint(config: EvaluateConfig) -> str:
+    """The data + split fingerprint that training records for this folder's train split (the
+    report compares each model's served fingerprint with it)."""
+    from harness.train.data import read_train_val
+
+    return read_train_val(config.data, config.read).fingerprint
+
+
 def write_per_image_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     if not rows:
         path.write_text("", encoding="utf-8")
@@ -252,6 +260,7 @@ def evaluate(config: EvaluateConfig, client: CatalogClient | None) -> Evaluation
     study, rows = compute_study(
         StudyInputs(tuple(records), results, store, facts, config.n_boot, config.seed)
     )
+    run["train_fingerprint"] = _train_fingerprint(config)
     metrics = {
         "schema": SCHEMA,
         "synthetic": _is_synthetic(dataset),

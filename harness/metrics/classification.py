@@ -1,5 +1,7 @@
 """Classification metrics per model, at the model's own validation threshold, with bootstrap CIs;
-paired AUROC comparisons between models on the same resampled images.
+calibration of the probabilities (Brier score, expected calibration error, reliability diagram)
+and the precision-recall curve (scikit-learn); paired AUROC comparisons between models on the
+same resampled images, with DeLong's test beside the bootstrap (MLstatkit).
 
 The decision for each image is the result's ``positive`` flag (positive probability >= the
 model's ``threshold``), so every threshold-bound metric uses the threshold the model was served
@@ -11,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -19,11 +22,15 @@ from ptxplain.errors import InvalidInputError
 
 __all__ = [
     "CLASSIFICATION_METRICS",
+    "ECE_BINS",
     "ModelPredictions",
     "PairedComparison",
     "classification_summary",
     "confusion_counts",
+    "delong",
+    "expected_calibration_error",
     "paired_auroc_comparisons",
+    "probability_calibration",
 ]
 
 CLASSIFICATION_METRICS = (
@@ -33,7 +40,10 @@ CLASSIFICATION_METRICS = (
     "sensitivity",
     "specificity",
     "f1",
+    "brier",
+    "ece",
 )
+ECE_BINS = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -89,6 +99,10 @@ def _statistic(metric: str, predictions: ModelPredictions) -> Callable[[np.ndarr
     )
     if metric == "auroc":
         return lambda idx: auroc(labels[idx], probabilities[idx])
+    if metric == "brier":
+        return lambda idx: float(np.mean((probabilities[idx] - labels[idx]) ** 2))
+    if metric == "ece":
+        return lambda idx: expected_calibration_error(labels[idx], probabilities[idx])
     return lambda idx: _from_counts(metric, confusion_counts(labels[idx], positive[idx]))
 
 
@@ -103,6 +117,69 @@ def classification_summary(
     }
 
 
+def _bin_of(probabilities: np.ndarray, bins: int) -> np.ndarray:
+    return np.clip((probabilities * bins).astype(np.int64), 0, bins - 1)
+
+
+def expected_calibration_error(
+    labels: np.ndarray, probabilities: np.ndarray, bins: int = ECE_BINS
+) -> float:
+    """Sum over equal-width probability bins of (bin share) x |observed rate - mean probability|
+    (the last bin includes 1.0); NaN with no images."""
+    if labels.size == 0:
+        return float("nan")
+    which = _bin_of(probabilities, bins)
+    gaps = 0.0
+    for b in np.unique(which):
+        inside = which == b
+        gaps += inside.mean() * abs(labels[inside].mean() - probabilities[inside].mean())
+    return float(gaps)
+
+
+def probability_calibration(
+    labels: np.ndarray, probabilities: np.ndarray, bins: int = ECE_BINS
+) -> dict[str, Any]:
+    """The reliability diagram's points (``sklearn.calibration.calibration_curve``, equal-width
+    bins), the precision-recall curve and average precision (``sklearn.metrics``)."""
+    from sklearn.calibration import calibration_curve
+    from sklearn.metrics import average_precision_score, precision_recall_curve
+
+    labels = np.asarray(labels, dtype=bool)
+    if labels.all() or not labels.any():
+        return {"reliability": None, "pr_curve": None, "average_precision": None}
+    observed, predicted = calibration_curve(labels, probabilities, n_bins=bins)
+    counts = np.bincount(_bin_of(probabilities, bins), minlength=bins)
+    precision, recall, _ = precision_recall_curve(labels, probabilities)
+    return {
+        "reliability": {
+            "mean_probability": predicted.tolist(),
+            "observed_rate": observed.tolist(),
+            "bin_counts": counts.tolist(),
+        },
+        "pr_curve": {"precision": precision.tolist(), "recall": recall.tolist()},
+        "average_precision": float(average_precision_score(labels, probabilities)),
+        "prevalence": float(labels.mean()),
+    }
+
+
+def delong(
+    labels: np.ndarray, scores_a: np.ndarray, scores_b: np.ndarray, *, seed: int = 0
+) -> dict[str, Any]:
+    """DeLong's test of AUROC A = AUROC B on the same images (``MLstatkit.Delong_test``): z
+    (A - B over its standard error) and the two-sided p-value; MLstatkit falls back to a
+    bootstrap when the variance of the difference is degenerate, and ``method`` says so."""
+    from MLstatkit import Delong_test
+
+    labels = np.asarray(labels, dtype=bool)
+    if labels.all() or not labels.any():
+        return {"z": None, "p_value": None, "method": "none: one class only"}
+    z, p, _, _, _, _, info = Delong_test(
+        labels.astype(int), scores_b, scores_a, n_boot=1000, random_state=seed
+    )
+    finite = [v if np.isfinite(v) else None for v in (float(z), float(p))]
+    return {"z": finite[0], "p_value": finite[1], "method": str(info.get("method", "delong"))}
+
+
 @dataclasses.dataclass(frozen=True)
 class PairedComparison:
     """AUROC of ``model_a`` minus that of ``model_b`` on the images both answered."""
@@ -110,6 +187,7 @@ class PairedComparison:
     model_a: str
     model_b: str
     difference: Interval
+    delong: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def excludes_zero(self) -> bool:
@@ -122,6 +200,7 @@ class PairedComparison:
             "model_b": self.model_b,
             "auroc_difference": self.difference.to_json(),
             "ci_excludes_zero": self.excludes_zero,
+            "delong": self.delong,
         }
 
 
@@ -153,5 +232,6 @@ def paired_auroc_comparisons(
             n_boot=n_boot,
             seed=seed,
         )
-        comparisons.append(PairedComparison(name_a, name_b, difference))
+        test = delong(labels, probs_a, probs_b, seed=seed)
+        comparisons.append(PairedComparison(name_a, name_b, difference, test))
     return comparisons

@@ -33,6 +33,9 @@ class ModelFacts:
     flops: int
     trained: bool = False
     threshold: float | None = None
+    # what the served metadata says of the weights (data_fingerprint, weights_source, recipe);
+    # None where the serving side does not say
+    provenance: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

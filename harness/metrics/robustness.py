@@ -63,19 +63,23 @@ def map_spearman(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def ssim(a: np.ndarray, b: np.ndarray, *, data_range: float = 1.0, sigma: float = 1.5) -> float:
-    """Mean structural similarity (Wang et al. 2004) with a Gaussian window of ``sigma``."""
-    a, b = a.astype(np.float64), b.astype(np.float64)
-    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    """Mean structural similarity (Wang et al. 2004; ``skimage.metrics.structural_similarity``)
+    with a Gaussian window of ``sigma``, averaged over every pixel, border included: the maps
+    are mirrored by the window's radius first, so maps smaller than the window work too."""
+    from skimage.metrics import structural_similarity
 
-    def blur(x: np.ndarray) -> np.ndarray:
-        return ndimage.gaussian_filter(x, sigma, truncate=3.5, mode="reflect")
-
-    mu_a, mu_b = blur(a), blur(b)
-    var_a, var_b = blur(a * a) - mu_a**2, blur(b * b) - mu_b**2
-    cov = blur(a * b) - mu_a * mu_b
-    num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
-    den = (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
-    return float(np.mean(num / den))
+    radius = int(3.5 * sigma + 0.5)  # skimage's window for gaussian_weights (truncate 3.5)
+    padded = [np.pad(x.astype(np.float64), radius, mode="symmetric") for x in (a, b)]
+    _, full = structural_similarity(
+        padded[0],
+        padded[1],
+        data_range=data_range,
+        gaussian_weights=True,
+        sigma=sigma,
+        use_sample_covariance=False,
+        full=True,
+    )
+    return float(np.mean(full[radius:-radius, radius:-radius]))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,25 +1,27 @@
-"""Statistics of the study: rank-based AUROC, percentile bootstrap CIs, paired comparisons on the
-same resampled images, and Spearman rank correlation with an honest p-value.
+"""Statistics of the study: AUROC and the ROC curve (scikit-learn), percentile bootstrap CIs,
+paired comparisons on the same resampled images, and Spearman rank correlation with an honest
+p-value.
 
 Bootstraps resample *images* with replacement. A statistic that is undefined on a resample (an
 AUROC on a resample with one class) drops that resample; the count of usable resamples is
-reported with every interval. Spearman p-values are exact (all n! orderings) for n <= 9 models
-and the t approximation above that; with fewer than :data:`MIN_MODELS_TESTABLE` points a
+reported with every interval. Spearman p-values are exact (all n! orderings, through
+``scipy.stats.permutation_test``) for n <= 9 models and the t approximation above that; with fewer than :data:`MIN_MODELS_TESTABLE` points a
 correlation is reported as "not testable" and carries no p-value.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import itertools
 import math
 from collections.abc import Callable
 
 import numpy as np
 from scipy import stats as sps
+from sklearn import metrics as skm
 
 __all__ = [
     "MIN_MODELS_TESTABLE",
+    "IndexStatistic",
     "Interval",
     "RankCorrelation",
     "auroc",
@@ -27,6 +29,7 @@ __all__ = [
     "bootstrap_interval",
     "bootstrap_mean",
     "paired_difference",
+    "paired_mean_difference",
     "roc_curve",
     "smallest_attainable_p",
     "spearman",
@@ -61,29 +64,22 @@ def _finite_or_none(value: float | int) -> float | int | None:
 
 
 def auroc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """Area under the ROC curve by the rank-sum identity (ties count one half); NaN when
-    ``labels`` lacks either class."""
+    """Area under the ROC curve (``sklearn.metrics.roc_auc_score``; ties count one half); NaN
+    when ``labels`` lacks either class."""
     labels = np.asarray(labels, dtype=bool).ravel()
-    n_pos = int(labels.sum())
-    n_neg = labels.size - n_pos
-    if n_pos == 0 or n_neg == 0:
+    if labels.all() or not labels.any():
         return float("nan")
-    ranks = sps.rankdata(np.asarray(scores, dtype=np.float64).ravel())
-    rank_sum = float(ranks[labels].sum())
-    return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+    return float(skm.roc_auc_score(labels, np.asarray(scores, dtype=np.float64).ravel()))
 
 
 def roc_curve(labels: np.ndarray, scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """False- and true-positive rates at every distinct score, from (0, 0) to (1, 1)."""
+    """False- and true-positive rates at every distinct score, from (0, 0) to (1, 1)
+    (``sklearn.metrics.roc_curve`` without dropping collinear points)."""
     labels = np.asarray(labels, dtype=bool).ravel()
-    scores = np.asarray(scores, dtype=np.float64).ravel()
-    order = np.argsort(-scores, kind="stable")
-    sorted_scores, sorted_labels = scores[order], labels[order]
-    last_of_tie = np.r_[np.flatnonzero(np.diff(sorted_scores)), sorted_scores.size - 1]
-    tp = np.cumsum(sorted_labels)[last_of_tie]
-    fp = (last_of_tie + 1) - tp
-    n_pos, n_neg = max(int(labels.sum()), 1), max(int((~labels).sum()), 1)
-    return np.r_[0.0, fp / n_neg], np.r_[0.0, tp / n_pos]
+    fpr, tpr, _ = skm.roc_curve(
+        labels, np.asarray(scores, dtype=np.float64).ravel(), drop_intermediate=False
+    )
+    return fpr, tpr
 
 
 def bootstrap_indices(n: int, n_boot: int, seed: int) -> np.ndarray:
@@ -143,6 +139,15 @@ def paired_difference(
     )
 
 
+def paired_mean_difference(
+    a: np.ndarray, b: np.ndarray, *, n_boot: int = 1000, seed: int = 0, level: float = 0.95
+) -> Interval:
+    """Mean of ``a - b`` over the pairs where both are finite (the same images), with the
+    percentile interval of resampled pairs."""
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    return bootstrap_mean(a - b, n_boot=n_boot, seed=seed, level=level)
+
+
 @dataclasses.dataclass(frozen=True)
 class RankCorrelation:
     """Spearman's rho with its two-sided p-value, the number of points, and whether the
@@ -167,14 +172,25 @@ class RankCorrelation:
         return data
 
 
-def _exact_spearman_p(rx: np.ndarray, ry: np.ndarray, rho: float) -> float:
-    """Share of all orderings of y whose |rho| reaches the observed |rho| (two-sided)."""
-    perms = np.array(list(itertools.permutations(range(ry.size))), dtype=np.int64)
-    centered_x = rx - rx.mean()
-    centered_y = ry[perms] - ry.mean()
-    denom = math.sqrt(float((centered_x**2).sum() * ((ry - ry.mean()) ** 2).sum()))
-    rhos = centered_y @ centered_x / denom
-    return float(np.mean(np.abs(rhos) >= abs(rho) - 1e-12))
+def _exact_spearman_p(rx: np.ndarray, ry: np.ndarray) -> float:
+    """Share of all n! orderings of y whose |rho| reaches the observed |rho| (two-sided), by
+    ``scipy.stats.permutation_test`` permuting the one sample y against fixed x (exact)."""
+    cx = rx - rx.mean()
+
+    def abs_rho(y: np.ndarray, axis: int = -1) -> np.ndarray:
+        cy = y - y.mean(axis=axis, keepdims=True)
+        denom = np.sqrt((cx**2).sum() * (cy**2).sum(axis=axis))
+        return np.abs((cy * cx).sum(axis=axis) / denom)
+
+    result = sps.permutation_test(
+        (ry,),
+        abs_rho,
+        permutation_type="pairings",
+        n_resamples=np.inf,
+        alternative="greater",
+        vectorized=True,
+    )
+    return float(result.pvalue)
 
 
 def smallest_attainable_p(n: int) -> float:
@@ -202,7 +218,7 @@ def spearman(x: np.ndarray, y: np.ndarray) -> RankCorrelation:
         return RankCorrelation(rho, None, n, False, "none", "not testable: a constant variable")
     rx, ry = sps.rankdata(x), sps.rankdata(y)
     if n <= _EXACT_MAX_N:
-        p, method = _exact_spearman_p(rx, ry, rho), "exact permutation"
+        p, method = _exact_spearman_p(rx, ry), "exact permutation"
     else:
         p, method = float(sps.spearmanr(x, y).pvalue), "t approximation"
     floor = smallest_attainable_p(n)

@@ -17,12 +17,22 @@ from typing import Any
 import numpy as np
 
 from harness.data.dataset import ImageRecord
+from harness.metrics.baselines import (
+    CALIBRATED_METRICS,
+    REFERENCES,
+    calibrate,
+    grid_pointing_game,
+    mask_on_grid,
+    reference_scores,
+)
 from harness.metrics.classification import (
     ModelPredictions,
     classification_summary,
     confusion_counts,
     paired_auroc_comparisons,
+    probability_calibration,
 )
+from harness.metrics.comparisons import learned_models, paired_localization
 from harness.metrics.depth import ModelFacts, depth_correlations
 from harness.metrics.localization import (
     SIZE_BINS,
@@ -44,6 +54,7 @@ __all__ = [
 
 LOCALIZATION_SUMMARY = (
     "effective_heat_ratio",
+    "grid_pointing_game",
     "pointing_game",
     "energy_pointing_game",
     "relevance_rank_accuracy",
@@ -59,10 +70,14 @@ DEPTH_METRICS = (
     ("classification", "auroc"),
     ("classification", "balanced_accuracy"),
     ("localization", "effective_heat_ratio"),
+    ("localization", "grid_pointing_game"),
     ("localization", "pointing_game"),
     ("localization", "energy_pointing_game"),
     ("localization", "pixel_auroc"),
+    ("calibrated", "effective_heat_ratio"),
+    ("calibrated", "grid_pointing_game"),
 )
+REFERENCE_COLUMNS = tuple(f"{r}:{m}" for r in REFERENCES for m in CALIBRATED_METRICS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,6 +146,7 @@ def _classification_block(
         "thresholds": thresholds,
         "confusion": confusion_counts(predictions.labels, predictions.positive),
         "metrics": {k: v.to_json() for k, v in summary.items()},
+        "curves": probability_calibration(predictions.labels, predictions.probabilities),
     }
     return block, predictions
 
@@ -144,14 +160,45 @@ def _area(record: ImageRecord) -> float:
     return (record.mask_pixels or 0) / float(record.shape[0] * record.shape[1])
 
 
+def _seed(image_id: str, grid: tuple[int, int], seed: int) -> int:
+    import zlib
+
+    return zlib.crc32(f"{image_id}:{grid[0]}x{grid[1]}:{seed}".encode())
+
+
+def _scored_row(
+    answer: ModelAnswer,
+    native: np.ndarray,
+    mask: np.ndarray,
+    references: dict[tuple[Any, ...], dict[str, dict[str, float]]],
+    seed: int,
+) -> dict[str, Any]:
+    """Raw scores of one map, its grid pointing game and the references at its grid."""
+    from ptxplain.imaging.preprocess import Geometry
+
+    geometry = Geometry(**(answer.geometry or {}))
+    grid = (int(native.shape[0]), int(native.shape[1]))
+    key = (grid, tuple(sorted((answer.geometry or {}).items())))
+    if key not in references:
+        references[key] = reference_scores(mask, geometry, grid, seed)
+    row: dict[str, Any] = dict(localization_scores(heat_in_original(answer, native), mask))
+    row["grid"] = f"{grid[0]}x{grid[1]}"
+    row["grid_pointing_game"] = grid_pointing_game(native, mask_on_grid(mask, geometry, grid))
+    for ref, scores in references[key].items():
+        row.update({f"{ref}:{m}": v for m, v in scores.items()})
+    return row
+
+
 def _localization_rows(
     inputs: StudyInputs, positives: list[ImageRecord], edges: tuple[float, float]
 ) -> Iterator[dict[str, Any]]:
-    """Per (positive image, model): scores, or the reason there are none."""
+    """Per (positive image, model): scores with the references at the model's grid, or the
+    reason there are none."""
     for record in positives:
         result = inputs.results.get(record.image_id)
         maps = inputs.store.load_maps(result) if result is not None else {}
         mask = record.load_mask()
+        references: dict[tuple[Any, ...], dict[str, dict[str, float]]] = {}
         for model in inputs.facts:
             answer = _answer(inputs, record.image_id, model)
             row: dict[str, Any] = {
@@ -165,7 +212,9 @@ def _localization_rows(
                     _why_missing(answer) if answer is None or not answer.ok else "no map"
                 )
             else:
-                row.update(localization_scores(heat_in_original(answer, maps[model]), mask))
+                native = maps[model]
+                seed = _seed(record.image_id, native.shape, inputs.seed)
+                row.update(_scored_row(answer, native, mask, references, seed))
             yield row
 
 
@@ -188,6 +237,11 @@ def _localization_block(rows: list[dict[str, Any]], inputs: StudyInputs) -> dict
         b: _mean_block([r for r in rows if r["size_bin"] == b], inputs) for b in SIZE_BINS
     }
     scored = [r for r in rows if "missing" not in r]
+    block["grids"] = sorted({r["grid"] for r in scored})
+    block["calibration"] = {
+        m: calibrate(scored, m, n_boot=inputs.n_boot, seed=inputs.seed).to_json()
+        for m in CALIBRATED_METRICS
+    }
     block["iou_curve"] = {
         f"{t:.1f}": float(np.mean([r[f"iou_sweep_{t:.1f}"] for r in scored])) if scored else None
         for t in SWEEP_THRESHOLDS
@@ -195,9 +249,29 @@ def _localization_block(rows: list[dict[str, Any]], inputs: StudyInputs) -> dict
     return block
 
 
-def _value(block: dict[str, Any], metric: str) -> float | None:
-    value = block["metrics"][metric]["estimate"]
+def _value(model: dict[str, Any], area: str, metric: str) -> float | None:
+    if area == "calibrated":
+        value = model["localization"]["calibration"][metric]["calibrated"]["estimate"]
+    else:
+        value = model[area]["metrics"][metric]["estimate"]
     return None if value is None else float(value)
+
+
+def _input_sizes(inputs: StudyInputs, model: str) -> list[str]:
+    sizes = {
+        f"{a.geometry['input_height']}x{a.geometry['input_width']}"
+        for r in inputs.results.values()
+        if (a := r.answers.get(model)) is not None and a.ok and a.geometry
+    }
+    return sorted(sizes)
+
+
+def _scored_by_model(loc_rows: list[dict[str, Any]]) -> dict[str, dict[str, dict[str, Any]]]:
+    by_model: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in loc_rows:
+        if "missing" not in row:
+            by_model.setdefault(row["model"], {})[row["image_id"]] = row
+    return by_model
 
 
 def compute_study(inputs: StudyInputs) -> tuple[dict[str, Any], list[dict[str, Any]]]:
@@ -212,18 +286,30 @@ def compute_study(inputs: StudyInputs) -> tuple[dict[str, Any], list[dict[str, A
         model_rows = [r for r in loc_rows if r["model"] == name]
         models[name] = {
             **facts.to_json(),
+            "input_sizes": _input_sizes(inputs, name),
             "classification": classification,
             "localization": _localization_block(model_rows, inputs),
         }
     comparisons = paired_auroc_comparisons(predictions, n_boot=inputs.n_boot, seed=inputs.seed)
+    learned, excluded = learned_models(models)
     per_metric = {
-        f"{area}.{metric}": {n: _value(models[n][area], metric) for n in models}
+        f"{area}.{metric}": {n: _value(models[n], area, metric) for n in learned}
         for area, metric in DEPTH_METRICS
     }
     study = {
         "models": models,
+        "learned": {"models": learned, "excluded": excluded},
         "paired_auroc": [c.to_json() for c in comparisons],
-        "depth_analysis": depth_correlations(inputs.facts, per_metric),
+        "paired_localization": paired_localization(
+            inputs.facts,
+            learned,
+            _scored_by_model(loc_rows),
+            n_boot=inputs.n_boot,
+            seed=inputs.seed,
+        ),
+        "depth_analysis": depth_correlations(
+            {n: f for n, f in inputs.facts.items() if n in learned}, per_metric
+        ),
         "size_bins": {
             "basis": "lesion area / image area; tertiles over the test positives",
             "edges": list(edges),
@@ -256,7 +342,11 @@ def _per_image_rows(inputs: StudyInputs, loc_rows: list[dict[str, Any]]) -> list
             }
             loc = by_key.get((record.image_id, model), {})
             row.update(
-                {k: loc.get(k) for k in ("area_fraction", "size_bin", *LOCALIZATION_SUMMARY)}
+                {
+                    k: loc.get(k)
+                    for k in ("area_fraction", "size_bin", "grid", *LOCALIZATION_SUMMARY)
+                }
             )
+            row.update({k: loc.get(k) for k in REFERENCE_COLUMNS})
             rows.append(row)
     return rows

@@ -44,6 +44,7 @@ __all__ = [
     "generate_phantom",
     "plan_cases",
     "render_case",
+    "render_case_with_drain",
 ]
 
 BITS_STORED = 12
@@ -62,13 +63,20 @@ class PhantomConfig:
     positive_fraction: float = 0.5
     confounder_fraction: float = 0.0
     compressed_fraction: float = 0.3
+    # share of negatives with a drain too (0: the drain marks positives only)
+    negative_confounder_fraction: float = 0.0
 
     def __post_init__(self) -> None:
         if self.n < 1:
             raise InvalidOptionError(f"--n must be >= 1, got {self.n}")
         if not 64 <= self.size <= 2048:
             raise InvalidOptionError(f"--size must be in 64..2048, got {self.size}")
-        for name in ("positive_fraction", "confounder_fraction", "compressed_fraction"):
+        for name in (
+            "positive_fraction",
+            "confounder_fraction",
+            "compressed_fraction",
+            "negative_confounder_fraction",
+        ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
                 flag = "--" + name.replace("_", "-")
@@ -139,6 +147,8 @@ def plan_cases(config: PhantomConfig) -> list[_Plan]:
     bilateral = positive & (rng.random(config.n) < _BILATERAL_FRACTION)
     patients, syntaxes = _patients(rng, config.n), _syntaxes(rng, config)
     mono1 = _chosen(rng, config.n, _MONOCHROME1_FRACTION)
+    if config.negative_confounder_fraction > 0:  # drawn last: other configs keep their draws
+        tube[~positive] = _chosen(rng, int((~positive).sum()), config.negative_confounder_fraction)
     return [
         _Plan(
             i,
@@ -173,6 +183,14 @@ def render_case(
     config: PhantomConfig, plan: _Plan
 ) -> tuple[np.ndarray, list[np.ndarray], list[LesionSpec]]:
     """One image: (uint16 display pixels, one bool mask per lesion, lesions drawn)."""
+    pixels, regions, lesions, _ = render_case_with_drain(config, plan)
+    return pixels, regions, lesions
+
+
+def render_case_with_drain(
+    config: PhantomConfig, plan: _Plan
+) -> tuple[np.ndarray, list[np.ndarray], list[LesionSpec], np.ndarray]:
+    """:func:`render_case` and the drain's opacity map (all zeros without a drain)."""
     rng = _rng(config, 1, plan.index)
     geometry = sample_geometry(_rng(config, 2, plan.patient), rng, config.size)
     anatomy = draw_anatomy(rng, geometry)
@@ -186,11 +204,14 @@ def render_case(
         regions.append(region)
         mask |= region
     attenuation = anatomy.base + anatomy.markings
+    drain = np.zeros(mask.shape, dtype=np.float32)
     if plan.tube:
-        attenuation = attenuation + 0.3 * chest_tube(rng, anatomy, sides[0], mask)
+        side = sides[0] if sides else int(rng.integers(1, 3))
+        drain = chest_tube(rng, anatomy, side, mask)
+        attenuation = attenuation + 0.3 * drain
     image = _expose(rng, attenuation)
     pixels = np.rint(image * ((1 << BITS_STORED) - 1)).astype(np.uint16)
-    return pixels, regions, lesions
+    return pixels, regions, lesions, drain
 
 
 def _identity(config: PhantomConfig, plan: _Plan) -> DicomIdentity:

@@ -8,4 +8,5 @@ __all__ = [
     "build",
     "plots",
     "sections",
+    "study_sections",
 ]

@@ -1,9 +1,10 @@
 """The self-contained report.html of an evaluation run: inline CSS, figures as base64 PNGs,
 tables with n and missing counts on every metric, and a gallery of overlays.
 
-A phantom run is labelled SYNTHETIC in the title, a banner and every section heading. The
-paper's figures are shown beside ours only for real SIIM-ACR data, and labelled as taken from
-summaries of the paper, not verified from its tables.
+The answer in words opens the page (:mod:`harness.metrics.answer`). A phantom run is labelled
+SYNTHETIC in the title, a banner, the answer and every section heading. The paper's figures are
+labelled with their source (a secondary summary of the paper) wherever they are shown; the
+per-model paper columns appear only for real SIIM-ACR data.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 import numpy as np
 
 from harness.data.dataset import ImageRecord
+from harness.metrics.answer import PAPER
 from harness.metrics.stats import roc_curve
 from harness.metrics.study import LOCALIZATION_SUMMARY, heat_in_original
 from harness.report import plots
@@ -27,19 +29,27 @@ from harness.report.sections import (
     robustness_section,
     table,
 )
-from harness.store import ResultsStore
+from harness.report.study_sections import (
+    answer_section,
+    calibration_section,
+    confusion_section,
+    learned_section,
+    paired_localization_section,
+    paper_note,
+    probability_section,
+    provenance_section,
+)
+from harness.store import ModelAnswer, ResultsStore
 
 __all__ = ["PAPER_LABEL", "fmt_interval", "render_report"]
 
 TEMPLATE = Path(__file__).with_name("template.html")
-PAPER_LABEL = "as reported in summaries of the paper, not verified from its tables"
-PAPER_ACCURACY = "83.2–88.2% (range over the nine models)"
+PAPER_LABEL = "from a secondary summary of the paper"
+PAPER_ACCURACY = PAPER["accuracy"]
 PAPER_EHR = {
-    "resnet101": "0.0319",
-    "vgg16": "0.0243",
-    "vit_s16": "0.0145–0.0171 (ViT range)",
-    "vit_b16": "0.0145–0.0171 (ViT range)",
-    "vit_l16": "0.0145–0.0171 (ViT range)",
+    "resnet101": PAPER["ehr"]["resnet101"],
+    "vgg16": PAPER["ehr"]["vgg16"],
+    **dict.fromkeys(("vit_s16", "vit_b16", "vit_l16"), PAPER["ehr"]["vit"]),
 }
 _CLASSIFICATION = ("accuracy", "balanced_accuracy", "auroc", "sensitivity", "specificity", "f1")
 
@@ -82,7 +92,13 @@ def _classification_section(metrics: dict[str, Any]) -> str:
         "<p>Decisions at each model's own threshold (the result's <code>positive</code>); "
         "95% percentile bootstrap intervals over test images.</p>"
     )
-    return note + table(headers, rows) + _missing_notes(metrics, "classification")
+    return (
+        note
+        + table(headers, rows)
+        + (paper_note() if paper else "")
+        + _missing_notes(metrics, "classification")
+        + confusion_section(metrics)
+    )
 
 
 def _missing_notes(metrics: dict[str, Any], area: str) -> str:
@@ -104,10 +120,19 @@ def _paired_section(metrics: dict[str, Any]) -> str:
             p["auroc_difference"]["n"],
             fmt_interval(p["auroc_difference"]),
             "yes" if p["ci_excludes_zero"] else "no",
+            _delong(p.get("delong") or {}),
         ]
         for p in metrics["paired_auroc"]
     ]
-    return table(["A", "B", "n shared", "AUROC A − B [95% CI]", "CI excludes 0"], rows)
+    headers = ["A", "B", "n shared", "AUROC A − B [95% CI]", "CI excludes 0", "DeLong z, p"]
+    return table(headers, rows)
+
+
+def _delong(test: dict[str, Any]) -> str:
+    if test.get("p_value") is None:
+        return f"— ({test.get('method', 'not run')})"
+    method = "" if test["method"] == "delong" else f" ({test['method']})"
+    return f"z = {test['z']:.2f}, p = {test['p_value']:.3g}{method}"
 
 
 def _localization_section(metrics: dict[str, Any]) -> str:
@@ -143,6 +168,7 @@ def _localization_section(metrics: dict[str, Any]) -> str:
         f"<p>{metrics['positives_with_mask']} positive test images with a mask "
         f"({metrics['positives_without_mask']} positives without one are left out).</p>"
         + table(headers, rows)
+        + (paper_note() if paper else "")
         + _missing_notes(metrics, "localization")
         + f"<h3>By lesion size</h3><p>{html.escape(bins['basis'])}; edges: {edges}.</p>"
         + table(
@@ -187,6 +213,31 @@ def _gallery_cases(
     return list(cases.items())[:12]
 
 
+def _outcome(answer: ModelAnswer, label: int) -> str:
+    if answer.positive:
+        return "true positive" if label else "false positive"
+    return "false negative" if label else "true negative"
+
+
+def _tile(
+    answer: ModelAnswer | None, name: str, native: np.ndarray | None, label: int
+) -> plots.Tile:
+    if answer is None or not answer.ok:
+        why = "no answer" if answer is None else f"failed (code {answer.code})"
+        return plots.Tile(name, None, why)
+    caption = (
+        f"{name}\np = {answer.positive_probability:.3f} (t = {answer.threshold:.3f})\n"
+        f"{_outcome(answer, label)}"
+    )
+    if native is None:
+        return plots.Tile(caption, None, "no map")
+    raw = heat_in_original(answer, native)
+    span = float(raw.max() - raw.min())
+    if span <= 0:
+        return plots.Tile(caption, None, "all-zero map" if not raw.any() else "constant map")
+    return plots.Tile(caption, (raw - raw.min()) / span)
+
+
 def _gallery_section(
     metrics: dict[str, Any],
     rows: Sequence[dict[str, Any]],
@@ -199,15 +250,16 @@ def _gallery_section(
     for image_id, why in _gallery_cases(metrics, rows):
         record, result = by_id[image_id], results.get(image_id)
         maps = store.load_maps(result) if result is not None else {}
-        heats = []
-        for name in metrics["models"]:
-            answer = result.answers.get(name) if result is not None else None
-            heat = None
-            if answer is not None and answer.ok and name in maps:
-                raw = heat_in_original(answer, maps[name])
-                heat = (raw - raw.min()) / max(float(raw.max() - raw.min()), 1e-12)
-            heats.append((name, heat))
-        png = plots.gallery_row(record.load_pixels(), record.load_mask(), heats)
+        tiles = [
+            _tile(
+                result.answers.get(name) if result is not None else None,
+                name,
+                maps.get(name),
+                int(record.label),
+            )
+            for name in metrics["models"]
+        ]
+        png = plots.gallery_row(record.load_pixels(), record.load_mask(), tiles)
         blocks.append(
             f'<figure><img alt="overlays of {html.escape(image_id)}" '
             f'src="data:image/png;base64,{png}"><figcaption>{html.escape(image_id)} — '
@@ -227,14 +279,30 @@ def render_report(
     """Write report.html for one run's metrics."""
     synthetic = metrics["synthetic"]
     sections = [
+        (_heading("Models and their provenance", synthetic), provenance_section(metrics)),
         (_heading("Classification", synthetic), _classification_section(metrics)),
+        (
+            _heading("Probability calibration and PR curves", synthetic),
+            probability_section(metrics),
+        ),
         (_heading("ROC curves", synthetic), _roc_image(metrics, rows)),
         (_heading("Paired AUROC comparisons", synthetic), _paired_section(metrics)),
         (
-            _heading("Localization (Grad-CAM vs lesion masks)", synthetic),
+            _heading("Localization (Grad-CAM vs lesion masks), raw", synthetic),
             _localization_section(metrics),
         ),
-        (_heading("Depth, parameters and FLOPs", synthetic), depth_section(metrics)),
+        (
+            _heading("Calibrated localization: floors and ceilings", synthetic),
+            calibration_section(metrics),
+        ),
+        (
+            _heading("Image-level paired comparisons", synthetic),
+            paired_localization_section(metrics),
+        ),
+        (
+            _heading("Depth, parameters and FLOPs (learned models only)", synthetic),
+            learned_section(metrics) + depth_section(metrics),
+        ),
         (_heading("Robustness of explanations", synthetic), robustness_section(metrics)),
         (_heading("Latency", synthetic), latency_section(metrics, rows)),
         (_heading("Load test", synthetic), loadtest_section(loadtest_dir)),
@@ -272,6 +340,7 @@ def render_report(
         title=("SYNTHETIC — " if synthetic else "") + "ptxplain evaluation report",
         banner=banner,
         warning=warning,
+        answer=_heading("Answer", synthetic) + answer_section(metrics),
         summary=_summary(metrics),
         body=body,
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 import io
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -16,10 +17,14 @@ import numpy as np
 from matplotlib.figure import Figure
 
 __all__ = [
+    "Tile",
     "gallery_row",
+    "image",
     "iou_curves",
     "latency_boxes",
     "metric_vs_axis",
+    "pr_plot",
+    "reliability_plot",
     "roc_plot",
 ]
 
@@ -36,6 +41,45 @@ def _png(figure: Figure) -> str:
     figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     plt.close(figure)
     return base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def image(alt: str, png: str) -> str:
+    """An inline ``<img>`` of a base64 PNG."""
+    import html
+
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{png}">'
+
+
+def reliability_plot(curves: Mapping[str, Any]) -> str:
+    """Observed positive rate against mean predicted probability per bin, one line a model."""
+    figure, ax = plt.subplots(figsize=(4.2, 4.0))
+    for name, curve in curves.items():
+        points = curve.get("reliability")
+        if points:
+            ax.plot(points["mean_probability"], points["observed_rate"], marker=".", label=name)
+    ax.plot([0, 1], [0, 1], color="grey", linestyle=":", linewidth=0.8)
+    ax.set_xlabel("mean predicted probability (bin)")
+    ax.set_ylabel("observed positive rate")
+    _legend(ax, loc="upper left")
+    return _png(figure)
+
+
+def pr_plot(curves: Mapping[str, Any]) -> str:
+    """Precision against recall, one line a model, the prevalence dotted."""
+    figure, ax = plt.subplots(figsize=(4.2, 4.0))
+    prevalence = None
+    for name, curve in curves.items():
+        pr = curve.get("pr_curve")
+        if pr:
+            ap = curve["average_precision"]
+            ax.plot(pr["recall"], pr["precision"], label=f"{name} (AP {ap:.3f})", linewidth=1.2)
+            prevalence = curve["prevalence"]
+    if prevalence is not None:
+        ax.axhline(prevalence, color="grey", linestyle=":", linewidth=0.8)
+    ax.set_xlabel("recall")
+    ax.set_ylabel("precision")
+    _legend(ax, loc="lower left")
+    return _png(figure)
 
 
 def metric_vs_axis(models: Mapping[str, Any], area: str, metric: str, axis: str) -> str:
@@ -106,20 +150,31 @@ def latency_boxes(samples: Mapping[str, Sequence[float]]) -> str:
     return _png(figure)
 
 
-def gallery_row(
-    image: np.ndarray, mask: np.ndarray | None, heats: Sequence[tuple[str, np.ndarray | None]]
-) -> str:
-    """The original with its mask outlined, then each model's map over it."""
-    columns = 1 + len(heats)
-    figure, axes = plt.subplots(1, columns, figsize=(1.7 * columns, 1.9))
+@dataclasses.dataclass(frozen=True)
+class Tile:
+    """One model's tile of a gallery row: its map (None: no map) and caption lines."""
+
+    caption: str
+    heat: np.ndarray | None
+    flag: str = ""  # "failed", "all-zero map", or "" for an ordinary map
+
+
+def gallery_row(image: np.ndarray, mask: np.ndarray | None, tiles: Sequence[Tile]) -> str:
+    """The original with its mask outlined, then each model's map over it; failed requests
+    and all-zero maps are marked in red on their tile."""
+    columns = 1 + len(tiles)
+    figure, axes = plt.subplots(1, columns, figsize=(2.6 * columns, 3.0))
     axes = np.atleast_1d(axes)
     axes[0].imshow(image, cmap="gray")
-    axes[0].set_title("image + mask", fontsize=7)
-    for ax, (title, heat) in zip(axes[1:], heats, strict=True):
+    axes[0].set_title("image + mask", fontsize=8)
+    for ax, tile in zip(axes[1:], tiles, strict=True):
         ax.imshow(image, cmap="gray")
-        if heat is not None:
-            ax.imshow(heat, cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0)
-        ax.set_title(title if heat is not None else f"{title}\n(no map)", fontsize=6)
+        if tile.heat is not None:
+            ax.imshow(tile.heat, cmap="jet", alpha=0.45, vmin=0.0, vmax=1.0)
+        color = "red" if tile.flag else "black"
+        ax.set_title(
+            tile.caption + (f"\n[{tile.flag}]" if tile.flag else ""), fontsize=7, color=color
+        )
     for ax in axes:
         if mask is not None and mask.any():
             ax.contour(mask, levels=[0.5], colors="lime", linewidths=0.7)

@@ -34,6 +34,7 @@ SUBCOMMANDS = (
     "stop",
     "explain",
     "evaluate",
+    "study",
     "loadtest",
 )
 

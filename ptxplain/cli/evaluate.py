@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import argparse
 import sys
+import textwrap
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from harness.evaluate.run import CatalogClient, EvaluateConfig, EvaluationOutcome
@@ -187,7 +188,21 @@ def _say(outcome: EvaluationOutcome, out: Path) -> None:
             f"missing answers (of {outcome.metrics['coverage']['test_images']}): {listed}",
             file=sys.stderr,
         )
+    print(answer_box(outcome.metrics))
     print(f"wrote {out / 'metrics.json'}, {out / 'per_image.csv'}, {out / 'report.html'}")
+
+
+def answer_box(metrics: dict[str, Any]) -> str:
+    """The report's answer in words, framed for a terminal."""
+    from harness.metrics.answer import answer_lines
+
+    rule = "=" * 78
+    title = "ANSWER" + (" (SYNTHETIC)" if metrics.get("synthetic") else "")
+    body = "\n".join(
+        textwrap.fill(line, width=78, initial_indent="* ", subsequent_indent="  ")
+        for line in answer_lines(metrics)
+    )
+    return f"{rule}\n{title}\n{rule}\n{body}\n{rule}"
 
 
 def run(args: argparse.Namespace) -> int:

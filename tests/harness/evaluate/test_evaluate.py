@@ -213,3 +213,34 @@ def test_robustness_block(data: Path, tmp_path: Path) -> None:
     assert sanity["n"] == 1 and isinstance(sanity["passes"], bool)
     report = (tmp_path / "run" / "report.html").read_text()
     assert "Model-randomization sanity check" in report and "Agreement between" in report
+
+
+def test_calibrated_localization_and_paired_comparisons(data: Path, tmp_path: Path) -> None:
+    # The fake's maps blend the mask pooled to 7x7 with noise: quality 0.9 > 0.7 > 0.5.
+    records = records_of(data)
+    config = EvaluateConfig(
+        data=data,
+        out=tmp_path / "run",
+        gateway="fake",
+        n_boot=50,
+        progress=False,
+        loadtest_dir=None,
+    )
+    metrics = evaluate(config, FakeCatalogClient(records)).metrics
+    calibrated = {}
+    for name, model in metrics["models"].items():
+        loc = model["localization"]
+        assert loc["grids"] == ["7x7"]
+        ehr = loc["calibration"]["effective_heat_ratio"]
+        refs = ehr["references"]
+        assert refs["uniform"] < refs["ideal"] < refs["mask"] == 1.0
+        calibrated[name] = ehr["calibrated"]["estimate"]
+    # The least noisy maps come close to the ideal 7x7 map; noisier ones fall towards the floor.
+    assert calibrated["resnet50"] > 0.7 > 0.3 > max(calibrated["resnet18"], calibrated["vgg16"])
+    assert metrics["learned"]["models"] == sorted(MODELS)
+    resnet = [e for e in metrics["paired_localization"] if e["scope"] == "resnet"]
+    assert {(e["a"][0], e["b"][0]) for e in resnet} == {("resnet50", "resnet18")}
+    assert all(e["n"] == metrics["positives_with_mask"] for e in resnet)
+    with (tmp_path / "run" / "per_image.csv").open() as handle:
+        row = next(r for r in csv.DictReader(handle) if r["grid"])
+    assert row["grid"] == "7x7" and row["ideal:effective_heat_ratio"]

@@ -77,3 +77,75 @@ def test_paired_comparison_uses_shared_images() -> None:
 def test_misaligned_predictions_raise() -> None:
     with pytest.raises(InvalidInputError, match="misaligned"):
         ModelPredictions(("a",), np.array([True, False]), np.array([0.1]), np.array([True]))
+
+
+def test_brier_and_ece_worked_example() -> None:
+    from harness.metrics.classification import expected_calibration_error
+
+    labels = np.array([1, 0, 1, 1], dtype=bool)
+    probs = np.array([0.9, 0.1, 0.8, 0.3])
+    # One image per bin: gaps 0.1, 0.1, 0.2, 0.7, each weighted 1/4.
+    assert expected_calibration_error(labels, probs) == pytest.approx(0.275)
+    predictions = ModelPredictions(("a", "b", "c", "d"), labels, probs, probs >= 0.5)
+    summary = classification_summary(predictions, n_boot=20)
+    assert summary["brier"].estimate == pytest.approx((0.01 + 0.01 + 0.04 + 0.49) / 4)
+    assert summary["ece"].estimate == pytest.approx(0.275)
+    # Two images in one bin [0.5, 0.6): |observed 0.5 - mean probability 0.525| = 0.025.
+    assert expected_calibration_error(np.array([1, 0], bool), np.array([0.5, 0.55])) == (
+        pytest.approx(0.025)
+    )
+
+
+def test_reliability_and_pr_curves() -> None:
+    from harness.metrics.classification import probability_calibration
+
+    labels = np.array([0, 0, 1, 1, 1, 0], dtype=bool)
+    probs = np.array([0.05, 0.15, 0.85, 0.95, 0.9, 0.8])
+    curves = probability_calibration(labels, probs)
+    reliability = curves["reliability"]
+    assert reliability["bin_counts"][0] == 1 and reliability["bin_counts"][8] == 2
+    assert reliability["observed_rate"][0] == 0.0  # the 0.0-0.1 bin holds one negative
+    pr = curves["pr_curve"]
+    assert pr["recall"][0] == 1.0 and pr["precision"][-1] == 1.0
+    assert curves["prevalence"] == 0.5
+    # AP by hand: ranked 0.95+, 0.9+, 0.85+, 0.8-, ... -> precision 1 at each positive.
+    assert curves["average_precision"] == pytest.approx(1.0)
+    assert probability_calibration(np.ones(3, bool), np.ones(3))["reliability"] is None
+
+
+def _delong_by_structural_components(
+    labels: np.ndarray, a: np.ndarray, b: np.ndarray
+) -> tuple[float, float]:
+    """DeLong, DeLong & Clarke-Pearson (1988) written out pair by pair: per-case structural
+    components, their covariance, z of AUROC A - B and its two-sided normal p-value."""
+    from scipy import stats
+
+    pos, neg = labels.astype(bool), ~labels.astype(bool)
+
+    def components(s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        psi = (s[pos][:, None] > s[neg][None, :]) + 0.5 * (s[pos][:, None] == s[neg][None, :])
+        return psi.mean(axis=1), psi.mean(axis=0)  # V10 per positive, V01 per negative
+
+    v10a, v01a = components(a)
+    v10b, v01b = components(b)
+    s10 = np.cov(np.vstack([v10a, v10b]))
+    s01 = np.cov(np.vstack([v01a, v01b]))
+    cov = s10 / pos.sum() + s01 / neg.sum()
+    var = cov[0, 0] + cov[1, 1] - 2 * cov[0, 1]
+    z = (v10a.mean() - v10b.mean()) / np.sqrt(var)
+    return float(z), float(2 * stats.norm.sf(abs(z)))
+
+
+def test_delong_matches_the_structural_components_computation() -> None:
+    from harness.metrics.classification import delong
+
+    rng = np.random.default_rng(5)
+    labels = rng.random(80) < 0.45
+    a = rng.normal(size=80) + 1.2 * labels
+    b = np.round(0.6 * a + rng.normal(size=80) * 0.8, 1)  # correlated, with ties
+    result = delong(labels, a, b)
+    z, p = _delong_by_structural_components(labels, a, b)
+    assert result["method"] == "delong"
+    assert result["z"] == pytest.approx(z, rel=1e-9)
+    assert result["p_value"] == pytest.approx(p, rel=1e-9)
+    assert delong(np.ones(4, bool), a[:4], b[:4])["p_value"] is None

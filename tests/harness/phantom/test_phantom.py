@@ -181,3 +181,19 @@ def test_global_intensity_histogram_cannot_solve_the_task(tmp_path: Path) -> Non
 
     assert _histogram_auroc(histograms(0.0), labels) <= 0.6
     assert _histogram_auroc(histograms(0.08), labels) > 0.85
+
+
+def test_drains_on_negatives_leave_every_other_draw_alone() -> None:
+    from harness.phantom.generate import plan_cases, render_case_with_drain
+
+    base = PhantomConfig(n=40, seed=3, size=64, confounder_fraction=0.5)
+    mixed = dataclasses.replace(base, negative_confounder_fraction=0.5)
+    plans, mixed_plans = plan_cases(base), plan_cases(mixed)
+    assert not any(p.tube for p in plans if not p.positive)
+    negatives = [p for p in mixed_plans if not p.positive]
+    assert sum(p.tube for p in negatives) == round(len(negatives) * 0.5)
+    for a, b in zip(plans, mixed_plans, strict=True):
+        assert dataclasses.replace(b, tube=a.tube) == a  # only the drains on negatives differ
+    drained = next(p for p in negatives if p.tube)
+    _, regions, lesions, drain = render_case_with_drain(mixed, drained)
+    assert not regions and not lesions and drain.max() > 0.5  # a drain, no lesion

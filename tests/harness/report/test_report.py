@@ -80,7 +80,13 @@ def test_report_parses_and_holds_tables_and_figures(
     text = " ".join(page.text)
     assert page.tags.count("table") >= 8
     for heading in (
+        "Answer",
+        "Models and their provenance",
         "Classification",
+        "Confusion matrix at each model's threshold",
+        "Probability calibration and PR curves",
+        "Calibrated localization: floors and ceilings",
+        "Image-level paired comparisons",
         "Paired AUROC",
         "Localization",
         "By lesion size",
@@ -97,6 +103,11 @@ def test_report_parses_and_holds_tables_and_figures(
     assert page.tags.count("figure") >= 2  # gallery rows: each model's worst case and the best
     assert "worst missed positive" in text or "lowest effective heat ratio" in text
     assert "highest effective heat ratio" in text
+    # Calibrated table: each model's grid, the four references and a calibrated column.
+    for word in ("uniform", "random", "ideal", "mask", "calibrated [95% CI]", "grid_pointing_game"):
+        assert word in text, word
+    assert "DeLong z, p" in text
+    assert "Brier" in text and "ECE" in text and "average precision" in text
 
 
 def test_phantom_run_is_synthetic_everywhere_and_shows_no_paper_figures(
@@ -105,8 +116,16 @@ def test_phantom_run_is_synthetic_everywhere_and_shows_no_paper_figures(
     data, _, _ = run
     html_text = (data.parent / "run" / "report.html").read_text()
     assert "<title>SYNTHETIC" in html_text
-    assert html_text.count(">SYNTHETIC</span>") == 9  # every section heading
-    assert PAPER_LABEL not in html_text
+    headings = html_text.count("<h2>")
+    assert headings >= 14
+    assert html_text.count(">SYNTHETIC</span>") == headings  # every section heading
+    assert "paper accuracy (" not in html_text  # no per-model paper columns on a phantom
+    # The answer box still quotes the paper's figures, with their source, beside the chance level.
+    answer = html_text[html_text.index('<div class="answer">') :]
+    answer = answer[: answer.index("</div>")]
+    assert answer.index("SYNTHETIC") < answer.index("Paper (")
+    assert "secondary summary of the paper" in answer and "0.0319" in answer
+    assert "Chance level: a uniform map scores EHR" in answer
 
 
 def test_real_siim_data_shows_the_paper_figures_labelled(
@@ -130,7 +149,8 @@ def test_real_siim_data_shows_the_paper_figures_labelled(
     page = _parse(path)
     text = " ".join(page.text)
     assert f"paper accuracy ({PAPER_LABEL})" in text
-    assert "83.2–88.2%" in text
+    assert "83.2–88.2 %" in text
+    assert text.count("secondary summary of the paper") >= 3  # columns, notes and the answer
     assert "0.0243" in text  # VGG-16's effective heat ratio as reported
     assert "SYNTHETIC" not in text
     assert "No positive image with a map to show" in text
