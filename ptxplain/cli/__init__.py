@@ -33,6 +33,7 @@ SUBCOMMANDS = (
     "explain",
     "evaluate",
     "loadtest",
+    "images",
 )
 
 

@@ -1,0 +1,180 @@
+"""The container images, built and run for real, as docker-compose.yml runs them.
+
+Both images are built (``make images``'s code: Docker with an engine, else buildah with a
+local stand-in base; the host's pip settings handed in). Then the Compose services
+``model-server-cpu`` and ``gateway`` run from the file itself: each image's ENTRYPOINT with
+the service's command, environment, configs, secrets, bind mounts and tmpfs folders, in the
+image's filesystem and as its user (tests/deploy/image_runner.py, compose_run.py), in a
+network namespace of their own. The model server mounts the session's archives (one small
+random-init model per architecture family). A phantom DICOM goes gateway -> model server
+over gRPC and HTTP: every model answers with a map. Each image's HEALTHCHECK passes, the
+processes run as the images' non-root users, and SIGTERM stops every one of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import secrets
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.phantom.generate import PhantomConfig, generate_phantom
+from services.containers.engine import Engine, EngineMissing, find_engine
+from services.containers.host_pip import host_pip
+from services.containers.images import BuildOptions, Built, build_images, torch_index_url
+from tests.conftest import _TIMINGS, LiveTorchServe
+from tests.deploy.compose_run import compose_file, service_names, service_spec
+from tests.deploy.image_runner import ImageProcess, NetNamespace
+from tests.deploy.support import REPO
+
+pytestmark = [pytest.mark.live, pytest.mark.timeout(3600)]
+
+STACK = ["model-server-cpu", "gateway"]
+# The user each image's Dockerfile creates (USER 1000:1000).
+IMAGE_UID = 1000
+
+
+@pytest.fixture(scope="module")
+def engine() -> Engine:
+    try:
+        return find_engine(install=True)
+    except EngineMissing as exc:
+        pytest.skip(f"neither a Docker engine nor buildah can be had here: {exc}")
+
+
+@pytest.fixture(scope="module")
+def built(engine: Engine) -> Mapping[str, Built]:
+    pip = host_pip()
+    options = BuildOptions(engine=engine, pip=pip, torch_index=torch_index_url(pip))
+    images = build_images(options)
+    _TIMINGS["images"] = f"{engine.kind}: " + "; ".join(b.summary() for b in images.values())
+    return images
+
+
+def _wait_healthy(container: ImageProcess, timeout_s: float) -> float:
+    """Run the image's HEALTHCHECK in the container until it passes; seconds it took."""
+    started = time.monotonic()
+    check = container.spec.healthcheck
+    assert check, f"{container.spec.image} has no HEALTHCHECK"
+    last = None
+    while time.monotonic() - started < timeout_s and container.alive():
+        last = container.exec(check, timeout_s=60)
+        if last.returncode == 0:
+            return time.monotonic() - started
+        time.sleep(3)
+    detail = (last.stderr if last else "") + container.log_tail()
+    pytest.fail(f"{container.spec.image}: HEALTHCHECK never passed:\n{detail}")
+
+
+@dataclasses.dataclass
+class Stack:
+    netns: NetNamespace | None
+    model_server: ImageProcess
+    gateway: ImageProcess
+    token: Path
+    dicom: Path
+    ready_s: dict[str, float]
+    left: dict[str, list[int]] = dataclasses.field(default_factory=dict)
+
+
+def _start(
+    engine: Engine, name: str, scratch: Path, replace: dict[str, Path], ns: Any
+) -> ImageProcess:
+    hosts = service_names(compose_file(), STACK)
+    spec = service_spec(engine, name, scratch, replace, env={}, hosts=hosts)
+    return ImageProcess(engine, spec, ns, scratch / f"{name}.log").start()
+
+
+@pytest.fixture(scope="module")
+def stack(
+    engine: Engine,
+    built: Mapping[str, Built],
+    torchserve: LiveTorchServe,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[Stack]:
+    scratch = tmp_path_factory.mktemp("image-stack")
+    token = scratch / "gateway-token"
+    token.write_text(secrets.token_urlsafe(24) + "\n")
+    token.chmod(0o644)
+    generate_phantom(PhantomConfig(n=1, seed=7, size=256, compressed_fraction=0.0), scratch / "ph")
+    dicom = next((scratch / "ph").rglob("*.dcm"))
+    replace = {
+        "./model_store": torchserve.config.model_store,
+        "./run/compose/gateway-token": token,
+    }
+    netns = NetNamespace() if engine.kind == "buildah" else None
+    model_server = _start(engine, "model-server-cpu", scratch, replace, netns)
+    gateway = None
+    try:
+        ready = {"model-server": _wait_healthy(model_server, 600)}
+        gateway = _start(engine, "gateway", scratch, replace, netns)
+        ready["gateway"] = _wait_healthy(gateway, 120)
+        live = Stack(netns, model_server, gateway, token, dicom, ready)
+        yield live
+    finally:
+        if gateway is not None:
+            left = gateway.stop(timeout_s=30)
+            assert not left, f"gateway processes left after SIGTERM: {left}"
+        left = model_server.stop(timeout_s=60)
+        if netns is not None:
+            netns.delete()
+    assert not left, f"model-server processes left after SIGTERM: {left}"
+
+
+def _client(stack: Stack) -> dict[str, Any]:
+    import subprocess
+    import sys
+
+    command = [sys.executable, "-m", "tests.deploy.image_client"]
+    command += ["--image", str(stack.dicom), "--token-file", str(stack.token)]
+    if stack.netns is not None:
+        command = stack.netns.wrap(command)
+    result = subprocess.run(
+        command, capture_output=True, text=True, timeout=900, cwd=REPO, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:] + stack.gateway.log_tail()
+    return dict(json.loads(result.stdout))
+
+
+def test_gateway_image_explains_a_phantom_dicom_through_the_model_server_image(
+    stack: Stack, torchserve: LiveTorchServe
+) -> None:
+    reply = _client(stack)
+    expected = sorted(torchserve.models)
+    assert reply["models"] == expected and reply["unlisted"] == [], reply
+    assert reply["health"] == "SERVING"
+    grpc_results = {r["model"]: r for r in reply["grpc"]}
+    assert sorted(grpc_results) == expected
+    for model, result in grpc_results.items():
+        assert result["code"] == 0 and result["maps"] >= 1 and result["map_bytes"] > 0, model
+    assert reply["grpc_garbage"] == "INVALID_ARGUMENT"
+    http = reply["http"]
+    assert http["status"] == 200 and sorted(r["model"] for r in http["results"]) == expected
+    assert all(r["code"] == "OK" and r["maps"] >= 1 for r in http["results"]), http
+    assert http["garbage_status"] == 400
+    assert http["readyz"]["status"] == 200 and http["readyz"]["unlisted_backends"] == []
+    summary = ", ".join(
+        f"{m} OK p={r['positive_probability']:.3f} {r['map_bytes']} B map"
+        for m, r in grpc_results.items()
+    )
+    _TIMINGS["gateway-in-image reply to a phantom DICOM"] = (
+        f"gRPC {summary}; HTTP 200 x{len(http['results'])}; garbage: "
+        f"{reply['grpc_garbage']} / {http['garbage_status']}; ready after "
+        + ", ".join(f"{k} {v:.0f} s" for k, v in stack.ready_s.items())
+    )
+
+
+@pytest.mark.parametrize("service", ["model_server", "gateway"])
+def test_image_processes_run_as_the_images_user(stack: Stack, service: str) -> None:
+    container: ImageProcess = getattr(stack, service)
+    assert container.exec(["id", "-u"]).stdout.strip() == str(IMAGE_UID)
+    users = container.process_users()
+    programs = ("tini", "java", "python", "python3", "torchserve")
+    served = {c: u for c, u in users.items() if Path(c.split()[0]).name in programs}
+    assert served, users
+    assert set(served.values()) == {IMAGE_UID}, served
