@@ -16,20 +16,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import secrets
+import shutil
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from harness.phantom.generate import PhantomConfig, generate_phantom
-from services.containers.engine import Engine, EngineMissing, find_engine
+from services.containers.engine import Engine, EngineMissing, find_engine, install_debian_packages
 from services.containers.host_pip import host_pip
 from services.containers.images import BuildOptions, Built, build_images, torch_index_url
 from tests.conftest import _TIMINGS, LiveTorchServe
 from tests.deploy.compose_run import compose_file, service_names, service_spec
-from tests.deploy.image_runner import ImageProcess, NetNamespace
+from tests.deploy.image_runner import ImageProcess, Mount, NetNamespace
 from tests.deploy.support import REPO
 
 pytestmark = [pytest.mark.live, pytest.mark.timeout(3600)]
@@ -42,9 +44,12 @@ IMAGE_UID = 1000
 @pytest.fixture(scope="module")
 def engine() -> Engine:
     try:
-        return find_engine(install=True)
+        found = find_engine(install=True)
     except EngineMissing as exc:
         pytest.skip(f"neither a Docker engine nor buildah can be had here: {exc}")
+    if found.kind == "buildah" and shutil.which("ip") is None:
+        install_debian_packages(["iproute2"])  # `ip netns`: the stack's own network
+    return found
 
 
 @pytest.fixture(scope="module")
@@ -56,10 +61,12 @@ def built(engine: Engine) -> Mapping[str, Built]:
     return images
 
 
-def _wait_healthy(container: ImageProcess, timeout_s: float) -> float:
+def _wait_healthy(
+    container: ImageProcess, timeout_s: float, check: Sequence[str] | None = None
+) -> float:
     """Run the image's HEALTHCHECK in the container until it passes; seconds it took."""
     started = time.monotonic()
-    check = container.spec.healthcheck
+    check = check or container.spec.healthcheck
     assert check, f"{container.spec.image} has no HEALTHCHECK"
     last = None
     while time.monotonic() - started < timeout_s and container.alive():
@@ -178,3 +185,65 @@ def test_image_processes_run_as_the_images_user(stack: Stack, service: str) -> N
     served = {c: u for c, u in users.items() if Path(c.split()[0]).name in programs}
     assert served, users
     assert set(served.values()) == {IMAGE_UID}, served
+
+
+_READYZ = """
+import json, urllib.error, urllib.request
+try:
+    answer = urllib.request.urlopen("http://127.0.0.1:8010/readyz", timeout=30)
+except urllib.error.HTTPError as exc:
+    answer = exc
+print(json.dumps({"status": answer.status, **json.loads(answer.read())}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("folder_mode", "reason"), [(0o700, "key_file_unreadable"), (0o755, "key_file_missing")]
+)
+def test_gateway_image_names_a_backend_whose_key_file_it_cannot_use(
+    stack: Stack, engine: Engine, tmp_path: Path, folder_mode: int, reason: str
+) -> None:
+    """A key file in a folder the image's user cannot enter (a 0700 Secret mount), or absent."""
+    keys = tmp_path / "keys"
+    keys.mkdir(mode=folder_mode)
+    keys.chmod(folder_mode)
+    if folder_mode == 0o700:
+        (keys / "key_file.json").write_text(json.dumps({"management": {"key": "k"}}))
+    config = {
+        "host": "127.0.0.1",
+        "grpc_port": 50061,
+        "http_port": 8010,
+        "backends": [
+            {
+                "name": "model-server",
+                "grpc": "model-server:7070",
+                "management": "http://model-server:8081",
+                "models": "all",
+                "key_file": "/etc/ptxplain/keys/key_file.json",
+            }
+        ],
+    }
+    (tmp_path / "gateway.yaml").write_text(yaml.safe_dump(config))
+    base = service_spec(engine, "gateway", tmp_path, hosts=service_names(compose_file(), STACK))
+    spec = dataclasses.replace(
+        base,
+        env={"PTXPLAIN_GATEWAY_CONFIG": "/etc/ptxplain/gateway/gateway.yaml"},
+        mounts=(
+            Mount(tmp_path / "gateway.yaml", "/etc/ptxplain/gateway/gateway.yaml"),
+            Mount(keys, "/etc/ptxplain/keys"),
+        ),
+    )
+    gateway = ImageProcess(engine, spec, stack.netns, tmp_path / "gateway.log").start()
+    try:
+        moved = [c.replace(":8000/", ":8010/") for c in spec.healthcheck]
+        _wait_healthy(gateway, 120, moved)
+        answer = gateway.exec(["python", "-c", _READYZ])
+        assert answer.returncode == 0, answer.stderr + gateway.log_tail()
+        ready = json.loads(answer.stdout)
+        assert ready["status"] == 503 and ready["models"] == [], ready
+        assert [(u["backend"], u["reason"]) for u in ready["unlisted_backends"]] == [
+            ("model-server", reason)
+        ]
+        assert f"({reason})" in gateway.log_tail(20000)  # the warning in the container's log
+    finally:
+        assert not gateway.stop(timeout_s=30)
