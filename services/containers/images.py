@@ -155,6 +155,41 @@ def image_size(engine: Engine, reference: str) -> int:
     return parse_size(json.loads(result.stdout)[0]["size"])
 
 
+def _run_logged(command: list[str], log_path: Path, started: float) -> int:
+    """Run ``command``, each output line written to ``log_path`` with the seconds elapsed."""
+    with log_path.open("w") as out:
+        out.write(" ".join(command) + "\n")
+        with subprocess.Popen(
+            command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace"
+        ) as process:
+            assert process.stdout is not None
+            for line in process.stdout:
+                out.write(f"{time.monotonic() - started:7.1f}s {line}")
+                out.flush()
+        return process.wait()
+
+
+def _working_containers(engine: Engine) -> set[str]:
+    """buildah's build containers (``<image>-working-container``) present now."""
+    if engine.kind != "buildah":
+        return set()
+    listed = subprocess.run(
+        [engine.binary, "containers", "--all", "--format", "{{.ContainerName}}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    return {n for n in listed.stdout.split() if n.endswith("-working-container")}
+
+
+def _remove_left_behind(engine: Engine, before: set[str]) -> None:
+    """buildah 1.28 leaves the last stage's container behind (and one of a failed step)."""
+    left = sorted(_working_containers(engine) - before)
+    if left:
+        subprocess.run([engine.binary, "rm", *left], capture_output=True, timeout=600, check=False)
+
+
 def build_image(spec: ImageSpec, options: BuildOptions) -> Built:
     """Build ``spec``; ConfigError naming the log when the build fails."""
     options.log_dir.mkdir(parents=True, exist_ok=True)
@@ -163,12 +198,11 @@ def build_image(spec: ImageSpec, options: BuildOptions) -> Built:
     with tempfile.TemporaryDirectory(prefix="ptxplain-build-") as scratch:
         command = _command(spec, options, Path(scratch))
         log.info("building %s: %s", spec.tag, " ".join(command))
-        with log_path.open("w") as out:
-            out.write(" ".join(command) + "\n")
-            out.flush()
-            result = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
+        before = _working_containers(options.engine)
+        returncode = _run_logged(command, log_path, started)
+        _remove_left_behind(options.engine, before)
     seconds = time.monotonic() - started
-    if result.returncode != 0:
+    if returncode != 0:
         tail = "".join(log_path.read_text().splitlines(keepends=True)[-15:])
         raise ConfigError(f"building {spec.tag} failed (log: {log_path}):\n{tail}")
     return Built(spec, seconds, image_size(options.engine, spec.tag), log_path)

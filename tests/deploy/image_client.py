@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -67,14 +68,31 @@ def _http(base: str, token: str, image: bytes) -> dict[str, Any]:
     }
 
 
+def _wait_ready(base: str, expect: int, timeout_s: float) -> dict[str, Any]:
+    """/readyz until ``expect`` models are ready (TorchServe's /ping passes while they load)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        answer = requests.get(f"{base}/readyz", timeout=30)
+        body = {"status": answer.status_code, **answer.json()}
+        if len(body.get("models", [])) >= expect or time.monotonic() > deadline:
+            return body
+        time.sleep(2)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--image", type=Path, required=True)
     parser.add_argument("--token-file", type=Path, required=True)
     parser.add_argument("--grpc", default="127.0.0.1:50051")
     parser.add_argument("--http", default="http://127.0.0.1:8000")
+    parser.add_argument("--expect-models", type=int, default=1)
+    parser.add_argument("--ready-timeout-s", type=float, default=600)
     args = parser.parse_args()
     image, token = args.image.read_bytes(), args.token_file.read_text().strip()
+    ready = _wait_ready(args.http, args.expect_models, args.ready_timeout_s)
+    if len(ready.get("models", [])) < args.expect_models:
+        json.dump({"not_ready": ready}, sys.stdout)
+        return 0
     with ExplainerClient(args.grpc, token=token) as client:
         listed = client._stub.ListModels(
             epb.ListModelsRequest(), timeout=30, metadata=(("authorization", f"Bearer {token}"),)

@@ -22,7 +22,6 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from services.containers.engine import Engine
-from services.torchserve import group_members
 
 __all__ = ["ImageConfig", "ImageProcess", "Mount", "NetNamespace", "RunSpec", "image_config"]
 
@@ -151,34 +150,67 @@ class ImageProcess:
     def log_tail(self, chars: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
-    def process_users(self) -> dict[str, int]:
-        """``{command line: real uid}`` of the container's processes (this machine's /proc)."""
-        users = {}
-        for pid in group_members(self.process.pid) if self.process else []:
-            try:
-                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ")
-                status = Path(f"/proc/{pid}/status").read_text()
-            except OSError:
-                continue
-            uid = next(
-                int(line.split()[1]) for line in status.splitlines() if line.startswith("Uid:")
-            )
-            users[cmdline.decode(errors="replace").strip()] = uid
-        return users
+    def processes(self) -> dict[int, tuple[str, int]]:
+        """``{pid: (command line, real uid)}`` of the container's processes (not buildah's)."""
+        if self.process is None:
+            return {}
+        table = _process_table()
+        found, frontier = {}, [self.process.pid]
+        while frontier:
+            parent = frontier.pop()
+            for pid, (ppid, cmdline, uid) in table.items():
+                if ppid == parent:
+                    frontier.append(pid)
+                    if not cmdline.startswith(("buildah", "ip ")):
+                        found[pid] = (cmdline, uid)
+        return found
 
     def stop(self, timeout_s: float = 60) -> list[int]:
-        """SIGTERM to the whole process group (SIGKILL after ``timeout_s``); pids left then."""
+        """SIGTERM to the container's first process, as ``docker stop`` (its init, tini,
+        passes it on); SIGKILL to what is left after ``timeout_s``. The pids that were left."""
         left: list[int] = []
         if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            inside = self.processes()
+            init = min(inside, default=None)
+            if self.engine.kind == "docker":
+                subprocess.run(
+                    [self.engine.binary, "stop", "-t", str(int(timeout_s)), self.name],
+                    capture_output=True,
+                    check=False,
+                )
+            elif init is not None:
+                os.kill(init, signal.SIGTERM)
             deadline = time.monotonic() + timeout_s
-            while group_members(self.process.pid) and time.monotonic() < deadline:
-                self.process.poll()
+            while time.monotonic() < deadline and (_alive(inside) or self.process.poll() is None):
                 time.sleep(0.2)
-            left = list(group_members(self.process.pid))
-            if left:
+            left = _alive(inside)
+            for pid in left:
+                os.kill(pid, signal.SIGKILL)
+            if self.process.poll() is None:
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(30)
         if self.engine.kind == "buildah":
             subprocess.run([self.engine.binary, "rm", self.name], capture_output=True, check=False)
         return left
+
+
+def _process_table() -> dict[int, tuple[int, str, int]]:
+    """``{pid: (parent pid, command line, real uid)}`` from /proc (zombies left out)."""
+    table = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            status = (entry / "status").read_text()
+        except OSError:
+            continue
+        if fields[0] == "Z":
+            continue
+        uid = next(int(line.split()[1]) for line in status.splitlines() if line.startswith("Uid:"))
+        table[int(entry.name)] = (int(fields[1]), cmdline.strip(), uid)
+    return table
+
+
+def _alive(pids: Mapping[int, object] | Sequence[int]) -> list[int]:
+    table = _process_table()
+    return [pid for pid in pids if pid in table]

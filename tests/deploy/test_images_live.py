@@ -5,7 +5,7 @@ local stand-in base; the host's pip settings handed in). Then the Compose servic
 ``model-server-cpu`` and ``gateway`` run from the file itself: each image's ENTRYPOINT with
 the service's command, environment, configs, secrets, bind mounts and tmpfs folders, in the
 image's filesystem and as its user (tests/deploy/image_runner.py, compose_run.py), in a
-network namespace of their own. The model server mounts the session's archives (one small
+network namespace of their own. The model server mounts archives built here (one small
 random-init model per architecture family). A phantom DICOM goes gateway -> model server
 over gRPC and HTTP: every model answers with a map. Each image's HEALTHCHECK passes, the
 processes run as the images' non-root users, and SIGTERM stops every one of them.
@@ -29,7 +29,7 @@ from harness.phantom.generate import PhantomConfig, generate_phantom
 from services.containers.engine import Engine, EngineMissing, find_engine, install_debian_packages
 from services.containers.host_pip import host_pip
 from services.containers.images import BuildOptions, Built, build_images, torch_index_url
-from tests.conftest import _TIMINGS, LiveTorchServe
+from tests.conftest import _TIMINGS, LIVE_ARCHS, build_live_store
 from tests.deploy.compose_run import compose_file, service_names, service_spec
 from tests.deploy.image_runner import ImageProcess, Mount, NetNamespace
 from tests.deploy.support import REPO
@@ -85,6 +85,7 @@ class Stack:
     gateway: ImageProcess
     token: Path
     dicom: Path
+    models: list[str]
     ready_s: dict[str, float]
     left: dict[str, list[int]] = dataclasses.field(default_factory=dict)
 
@@ -101,17 +102,18 @@ def _start(
 def stack(
     engine: Engine,
     built: Mapping[str, Built],
-    torchserve: LiveTorchServe,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Stack]:
     scratch = tmp_path_factory.mktemp("image-stack")
+    store = scratch / "model_store"
+    models = sorted(archive.name for archive in build_live_store(store))
     token = scratch / "gateway-token"
     token.write_text(secrets.token_urlsafe(24) + "\n")
     token.chmod(0o644)
     generate_phantom(PhantomConfig(n=1, seed=7, size=256, compressed_fraction=0.0), scratch / "ph")
     dicom = next((scratch / "ph").rglob("*.dcm"))
     replace = {
-        "./model_store": torchserve.config.model_store,
+        "./model_store": store,
         "./run/compose/gateway-token": token,
     }
     netns = NetNamespace() if engine.kind == "buildah" else None
@@ -121,7 +123,7 @@ def stack(
         ready = {"model-server": _wait_healthy(model_server, 600)}
         gateway = _start(engine, "gateway", scratch, replace, netns)
         ready["gateway"] = _wait_healthy(gateway, 120)
-        live = Stack(netns, model_server, gateway, token, dicom, ready)
+        live = Stack(netns, model_server, gateway, token, dicom, models, ready)
         yield live
     finally:
         if gateway is not None:
@@ -139,6 +141,7 @@ def _client(stack: Stack) -> dict[str, Any]:
 
     command = [sys.executable, "-m", "tests.deploy.image_client"]
     command += ["--image", str(stack.dicom), "--token-file", str(stack.token)]
+    command += ["--expect-models", str(len(stack.models))]
     if stack.netns is not None:
         command = stack.netns.wrap(command)
     result = subprocess.run(
@@ -149,10 +152,12 @@ def _client(stack: Stack) -> dict[str, Any]:
 
 
 def test_gateway_image_explains_a_phantom_dicom_through_the_model_server_image(
-    stack: Stack, torchserve: LiveTorchServe
+    stack: Stack,
 ) -> None:
     reply = _client(stack)
-    expected = sorted(torchserve.models)
+    assert "not_ready" not in reply, reply
+    expected = stack.models
+    assert len(expected) == len(LIVE_ARCHS)
     assert reply["models"] == expected and reply["unlisted"] == [], reply
     assert reply["health"] == "SERVING"
     grpc_results = {r["model"]: r for r in reply["grpc"]}
@@ -180,11 +185,17 @@ def test_gateway_image_explains_a_phantom_dicom_through_the_model_server_image(
 def test_image_processes_run_as_the_images_user(stack: Stack, service: str) -> None:
     container: ImageProcess = getattr(stack, service)
     assert container.exec(["id", "-u"]).stdout.strip() == str(IMAGE_UID)
-    users = container.process_users()
+    inside = container.processes().values()
     programs = ("tini", "java", "python", "python3", "torchserve")
-    served = {c: u for c, u in users.items() if Path(c.split()[0]).name in programs}
-    assert served, users
+    served = {c: u for c, u in inside if Path(c.split()[0]).name in programs}
+    assert any("java" in c for c in served) or any("ptxplain.cli" in c for c in served), served
     assert set(served.values()) == {IMAGE_UID}, served
+
+
+def test_gateway_image_holds_no_torch(stack: Stack) -> None:
+    for module in ("torch", "numpy", "handlers", "harness"):
+        answer = stack.gateway.exec(["python", "-c", f"import {module}"])
+        assert answer.returncode != 0 and "ModuleNotFoundError" in answer.stderr, module
 
 
 _READYZ = """
