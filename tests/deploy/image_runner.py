@@ -124,6 +124,7 @@ class ImageProcess:
             argv += list(self.spec.command[1:])
         else:
             _check([binary, "from", "--pull-never", "--name", self.name, *hosts, self.spec.image])
+            self._make_mount_points()
             argv = [binary, "run", "--isolation", "chroot", "--network", "host"]
             argv += [*self._options(), self.name, "--", *self.spec.command]
         with self.log.open("wb") as out:
@@ -131,6 +132,21 @@ class ImageProcess:
                 self._wrap(argv), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
         return self
+
+    def _make_mount_points(self) -> None:
+        """Create each mount's target in the container (buildah 1.28 makes only the last part,
+        and sometimes not even that, when a later ``run`` shares the container)."""
+        root = Path(_check([self.engine.binary, "mount", self.name]).strip())
+        try:
+            for mount in self.spec.mounts:
+                target = root / mount.target.lstrip("/")
+                if mount.source.is_dir():
+                    target.mkdir(parents=True, exist_ok=True)
+                else:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    target.touch(exist_ok=True)
+        finally:
+            _check([self.engine.binary, "umount", self.name])
 
     def exec(self, argv: Sequence[str], timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
         """``argv`` in this container (its filesystem, user, environment and mounts)."""

@@ -8,7 +8,10 @@ image's filesystem and as its user (tests/deploy/image_runner.py, compose_run.py
 network namespace of their own. The model server mounts archives built here (one small
 random-init model per architecture family). A phantom DICOM goes gateway -> model server
 over gRPC and HTTP: every model answers with a map. Each image's HEALTHCHECK passes, the
-processes run as the images' non-root users, and SIGTERM stops every one of them.
+processes run as the images' non-root users, and SIGTERM stops every one of them. Then: the
+gateway image names a backend whose key file it cannot use (missing, or in a folder its user
+cannot enter), and the model-server image with its own config (token authorization on) serves
+a gateway image that reads the key file TorchServe wrote.
 """
 
 from __future__ import annotations
@@ -17,6 +20,8 @@ import dataclasses
 import json
 import secrets
 import shutil
+import subprocess
+import sys
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -85,6 +90,7 @@ class Stack:
     gateway: ImageProcess
     token: Path
     dicom: Path
+    store: Path
     models: list[str]
     ready_s: dict[str, float]
     left: dict[str, list[int]] = dataclasses.field(default_factory=dict)
@@ -123,7 +129,7 @@ def stack(
         ready = {"model-server": _wait_healthy(model_server, 600)}
         gateway = _start(engine, "gateway", scratch, replace, netns)
         ready["gateway"] = _wait_healthy(gateway, 120)
-        live = Stack(netns, model_server, gateway, token, dicom, models, ready)
+        live = Stack(netns, model_server, gateway, token, dicom, store, models, ready)
         yield live
     finally:
         if gateway is not None:
@@ -135,13 +141,10 @@ def stack(
     assert not left, f"model-server processes left after SIGTERM: {left}"
 
 
-def _client(stack: Stack) -> dict[str, Any]:
-    import subprocess
-    import sys
-
+def _client(stack: Stack, *extra: str, expect: int = 0) -> dict[str, Any]:
     command = [sys.executable, "-m", "tests.deploy.image_client"]
     command += ["--image", str(stack.dicom), "--token-file", str(stack.token)]
-    command += ["--expect-models", str(len(stack.models))]
+    command += ["--expect-models", str(expect or len(stack.models)), *extra]
     if stack.netns is not None:
         command = stack.netns.wrap(command)
     result = subprocess.run(
@@ -258,3 +261,63 @@ def test_gateway_image_names_a_backend_whose_key_file_it_cannot_use(
         assert f"({reason})" in gateway.log_tail(20000)  # the warning in the container's log
     finally:
         assert not gateway.stop(timeout_s=30)
+
+
+def test_model_server_image_with_its_own_config_and_the_gateway_reading_its_key_file(
+    stack: Stack, engine: Engine, tmp_path: Path
+) -> None:
+    """No config mounted: the image's own (token authorization on). TorchServe writes its key
+    file into the run folder; its HEALTHCHECK sends that key; a gateway given the same file
+    lists and calls the model with it. A namespace of its own: the images' default ports."""
+    run = tmp_path / "run"
+    run.mkdir()
+    run.chmod(0o1777)
+    base = service_spec(engine, "model-server-cpu", tmp_path, {"./model_store": stack.store})
+    store = tuple(m for m in base.mounts if m.target == "/home/model-server/model-store")
+    spec = dataclasses.replace(
+        base,
+        command=(*base.command[:-2], "--models", "resnet18.mar"),  # one group's list
+        mounts=(*store, Mount(run, "/home/model-server/run", read_only=False)),
+    )
+    config = {
+        "host": "127.0.0.1",
+        "backends": [
+            {
+                "name": "own-config",
+                "grpc": "127.0.0.1:7070",
+                "management": "http://127.0.0.1:8081",
+                "models": "all",
+                "key_file": "/run/torchserve/key_file.json",
+            }
+        ],
+    }
+    (tmp_path / "gateway.yaml").write_text(yaml.safe_dump(config))
+    gateway_spec = dataclasses.replace(
+        service_spec(engine, "gateway", tmp_path),
+        env={"PTXPLAIN_GATEWAY_CONFIG": "/etc/ptxplain/gateway/gateway.yaml"},
+        mounts=(
+            Mount(tmp_path / "gateway.yaml", "/etc/ptxplain/gateway/gateway.yaml"),
+            Mount(run, "/run/torchserve"),
+        ),
+    )
+    netns = NetNamespace() if engine.kind == "buildah" else None
+    server = ImageProcess(engine, spec, netns, tmp_path / "model-server.log").start()
+    gateway = None
+    try:
+        _wait_healthy(server, 600)
+        assert (run / "key_file.json").exists(), "token authorization is on in the image's config"
+        keyless = server.exec(list(spec.healthcheck[:-2]))  # the probe without --key-file
+        assert keyless.returncode != 0, "TorchServe answered /ping without its key"
+        gateway = ImageProcess(engine, gateway_spec, netns, tmp_path / "gateway.log").start()
+        _wait_healthy(gateway, 120)
+        own = dataclasses.replace(stack, netns=netns, gateway=gateway)
+        reply = _client(own, expect=1)
+        assert reply["models"] == ["resnet18"] and reply["unlisted"] == [], reply
+        assert [(r["model"], r["code"]) for r in reply["grpc"]] == [("resnet18", 0)], reply
+        assert reply["grpc"][0]["maps"] >= 1 and reply["http"]["status"] == 200, reply
+    finally:
+        if gateway is not None:
+            assert not gateway.stop(timeout_s=30)
+        assert not server.stop(timeout_s=60)
+        if netns is not None:
+            netns.delete()
