@@ -12,4 +12,12 @@ base_image               a stand-in python:3.11-slim-bookworm from Debian's pack
 host_pip                 the host's pip settings, handed to a build
 """
 
-__all__ = ["healthcheck", "requirements", "torchserve_properties"]
+__all__ = [
+    "base_image",
+    "engine",
+    "healthcheck",
+    "host_pip",
+    "images",
+    "requirements",
+    "torchserve_properties",
+]
