@@ -131,22 +131,28 @@ class ImageProcess:
             self.process = subprocess.Popen(
                 self._wrap(argv), stdout=out, stderr=subprocess.STDOUT, start_new_session=True
             )
+        if self.engine.kind == "buildah":
+            self._wait_started()
         return self
 
     def _make_mount_points(self) -> None:
-        """Create each mount's target in the container (buildah 1.28 makes only the last part,
-        and sometimes not even that, when a later ``run`` shares the container)."""
+        """Mount the container's root for its whole life (so that an ``exec`` ending does not
+        unmount it under the main process) and create each mount's target in it (buildah 1.28
+        makes only the last part of a path)."""
         root = Path(_check([self.engine.binary, "mount", self.name]).strip())
-        try:
-            for mount in self.spec.mounts:
-                target = root / mount.target.lstrip("/")
-                if mount.source.is_dir():
-                    target.mkdir(parents=True, exist_ok=True)
-                else:
-                    target.parent.mkdir(parents=True, exist_ok=True)
-                    target.touch(exist_ok=True)
-        finally:
-            _check([self.engine.binary, "umount", self.name])
+        for mount in self.spec.mounts:
+            target = root / mount.target.lstrip("/")
+            if mount.source.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+            else:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                target.touch(exist_ok=True)
+
+    def _wait_started(self, timeout_s: float = 120) -> None:
+        """Until the image's command runs (buildah has set the container up)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and self.alive() and not self.processes():
+            time.sleep(0.2)
 
     def exec(self, argv: Sequence[str], timeout_s: float = 60) -> subprocess.CompletedProcess[str]:
         """``argv`` in this container (its filesystem, user, environment and mounts)."""
@@ -206,6 +212,9 @@ class ImageProcess:
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait(30)
         if self.engine.kind == "buildah":
+            subprocess.run(
+                [self.engine.binary, "umount", self.name], capture_output=True, check=False
+            )
             subprocess.run([self.engine.binary, "rm", self.name], capture_output=True, check=False)
         return left
 
