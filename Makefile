@@ -10,7 +10,7 @@ PTX := $(BIN)/ptxplain
 export PTXPLAIN_TORCH_THREADS ?= 1
 PYTEST_ARGS ?=
 
-.PHONY: setup test lint format protos bench archive deploy stop clean help \
+.PHONY: setup test lint format protos bench archive images deploy stop clean help \
 	models evaluate study-shortcut deploy-local stop-local deploy-compose stop-compose deploy-k8s stop-k8s loadtest
 
 help:  ## list the targets
@@ -46,6 +46,14 @@ bench: setup  ## engine vs forward vs stock grad-cam per architecture; the live 
 
 archive: setup  ## build one .mar per architecture into model_store/
 	$(PTX) archive --all --out model_store --device $(DEVICE)
+
+# Both container images (docs/containers.md): Docker when its engine answers, else buildah
+# (apt-installed when missing) with a local stand-in base image. IMAGES_ARGS: e.g. --only gateway,
+# --no-host-pip, --torch-index-url URL.
+IMAGES_ARGS ?=
+
+images: setup  ## build the gateway and model-server images (Docker, or buildah without an engine)
+	$(PTX) images --docker $(DOCKER) $(IMAGES_ARGS)
 
 # The local stack of `make deploy` (TorchServe + gateway, in the background; logs and pid files
 # in $(RUN_DIR)). Override on the command line, e.g. `make deploy GATEWAY_HTTP_PORT=9000`.

@@ -36,6 +36,7 @@ SUBCOMMANDS = (
     "evaluate",
     "study",
     "loadtest",
+    "images",
 )
 
 

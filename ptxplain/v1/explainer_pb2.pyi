@@ -119,11 +119,23 @@ class ModelInfo(_message.Message):
     trained_on: str
     def __init__(self, name: _Optional[str] = ..., architecture: _Optional[str] = ..., family: _Optional[str] = ..., version: _Optional[str] = ..., input_size: _Optional[int] = ..., classes: _Optional[_Iterable[str]] = ..., positive_class: _Optional[int] = ..., threshold: _Optional[float] = ..., depth: _Optional[int] = ..., parameters: _Optional[int] = ..., flops: _Optional[int] = ..., trained: _Optional[bool] = ..., ready: _Optional[bool] = ..., backend: _Optional[str] = ..., weights_source: _Optional[str] = ..., detail: _Optional[str] = ..., methods: _Optional[_Iterable[str]] = ..., trained_on: _Optional[str] = ...) -> None: ...
 
+class UnlistedBackend(_message.Message):
+    __slots__ = ("backend", "reason", "detail")
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    DETAIL_FIELD_NUMBER: _ClassVar[int]
+    backend: str
+    reason: str
+    detail: str
+    def __init__(self, backend: _Optional[str] = ..., reason: _Optional[str] = ..., detail: _Optional[str] = ...) -> None: ...
+
 class ListModelsResponse(_message.Message):
-    __slots__ = ("models",)
+    __slots__ = ("models", "unlisted_backends")
     MODELS_FIELD_NUMBER: _ClassVar[int]
+    UNLISTED_BACKENDS_FIELD_NUMBER: _ClassVar[int]
     models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
-    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...
+    unlisted_backends: _containers.RepeatedCompositeFieldContainer[UnlistedBackend]
+    def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., unlisted_backends: _Optional[_Iterable[_Union[UnlistedBackend, _Mapping]]] = ...) -> None: ...
 
 class ModelResultBytes(_message.Message):
     __slots__ = ("model", "status", "result", "gateway_timings", "architecture", "trained")

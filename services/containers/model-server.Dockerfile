@@ -13,32 +13,8 @@
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
-# -- build: a virtualenv with the dependencies, then the sources ------------------------------
-FROM ${PYTHON_IMAGE} AS build
-ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-ENV PIP_NO_CACHE_DIR=1 \
-    PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PATH=/opt/venv/bin:$PATH
-SHELL ["/bin/bash", "-o", "pipefail", "-c"]
-RUN python -m venv /opt/venv
-WORKDIR /build
-COPY pyproject.toml services/containers/requirements.py ./
-RUN python requirements.py pyproject.toml --only torch torchvision > torch.txt \
-    && python requirements.py pyproject.toml > requirements.txt \
-    && pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} -r torch.txt \
-    && pip install -r requirements.txt
-COPY ptxplain /app/ptxplain
-COPY handlers /app/handlers
-COPY harness /app/harness
-COPY services /app/services
-# The image's own config: token authorization on (a lone `docker run`); Compose and
-# Kubernetes mount k8s/base/model-server/config.properties over it.
-RUN PYTHONPATH=/app python -m services.containers.torchserve_properties --token-auth \
-        --out /build/config.properties \
-    && python -m compileall -q /app
-
-# -- runtime: Java 17 for TorchServe's frontend, tini as PID 1, a non-root user ----------------
-FROM ${PYTHON_IMAGE} AS runtime
+# -- base: Java 17 for TorchServe's frontend, tini as PID 1, a non-root user -------------------
+FROM ${PYTHON_IMAGE} AS base
 # Debian's security updates move these versions; the base image tag pins the release.
 # hadolint ignore=DL3008
 RUN mkdir -p /usr/share/man/man1 \
@@ -50,7 +26,40 @@ RUN mkdir -p /usr/share/man/man1 \
         --shell /usr/sbin/nologin model-server \
     && mkdir -p /home/model-server/model-store /home/model-server/run /home/model-server/logs \
     && chown -R 1000:1000 /home/model-server
-COPY --from=build /opt/venv /opt/venv
+
+# -- deps: the virtualenv, installed where it runs --------------------------------------------
+# The runtime stage starts from here rather than copying /opt/venv (several GB with torch):
+# a source change then rebuilds only the layers that hold /app.
+FROM base AS deps
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PATH=/opt/venv/bin:$PATH
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+WORKDIR /tmp/requirements
+COPY pyproject.toml services/containers/requirements.py ./
+RUN python -m venv /opt/venv \
+    && python requirements.py pyproject.toml --only torch torchvision > torch.txt \
+    && python requirements.py pyproject.toml > requirements.txt \
+    && pip install ${TORCH_INDEX_URL:+--index-url "$TORCH_INDEX_URL"} -r torch.txt \
+    && pip install -r requirements.txt \
+    && rm -rf /tmp/requirements
+
+# -- build: the sources, compiled, and the image's own config ---------------------------------
+FROM deps AS build
+WORKDIR /build
+COPY ptxplain /app/ptxplain
+COPY handlers /app/handlers
+COPY harness /app/harness
+COPY services /app/services
+# The image's own config: token authorization on (a lone `docker run`); Compose and
+# Kubernetes mount k8s/base/model-server/config.properties over it.
+RUN PYTHONPATH=/app python -m services.containers.torchserve_properties --token-auth \
+        --out /build/config.properties \
+    && python -m compileall -q /app
+
+# -- runtime: deps + /app and the config from build ------------------------------------------
+FROM deps AS runtime
 COPY --from=build /app /app
 COPY --from=build /build/config.properties /etc/ptxplain/torchserve/config.properties
 # TS_CONFIG_FILE: the launcher's config (wins over --ts-config); TEMP: java.io.tmpdir, where

@@ -5,6 +5,12 @@ Refreshed in the background from each backend's management API: the model list (
 configured with ``models: all``), worker states (ready = a READY worker), and once per model
 its metadata (``GET /models/{name}?customized=true``: the handler's ``describe_handle``). Calls
 themselves also update readiness: a connection failure marks a model not ready, a success ready.
+
+A backend whose models cannot be listed is not silent: :meth:`Catalog.unlisted` names it with
+the reason (:data:`UNLISTED_REASONS`: its key file missing or unreadable, its management API
+refusing the token, unreachable, or answering with an error), for ListModels, ``/readyz``, the
+gRPC health service and a metric; a warning is logged when that starts or its reason changes,
+and again at most every :data:`WARN_EVERY_S` seconds while it lasts.
 """
 
 from __future__ import annotations
@@ -15,22 +21,41 @@ import json
 import logging
 import time
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
-from ptxplain.errors import PtxplainError, UnknownModelError
+from ptxplain.errors import AuthError, BackendError, PtxplainError, UnknownModelError
 from ptxplain.v1 import explainer_pb2 as epb
 from services.gateway.backend import Backend
 from services.gateway.config import BackendConfig
 
 __all__ = [
+    "UNLISTED_REASONS",
     "Catalog",
     "MetadataSource",
     "ModelDescription",
     "ModelInfo",
     "TorchServeMetadata",
+    "UnlistedBackend",
+    "unlisted_reason",
 ]
 
 log = logging.getLogger(__name__)
+
+KEY_FILE_MISSING = "key_file_missing"
+KEY_FILE_UNREADABLE = "key_file_unreadable"
+TOKEN_REFUSED = "token_refused"
+UNREACHABLE = "unreachable"
+MANAGEMENT_ERROR = "management_error"
+UNLISTED_REASONS = (
+    KEY_FILE_MISSING,
+    KEY_FILE_UNREADABLE,
+    TOKEN_REFUSED,
+    UNREACHABLE,
+    MANAGEMENT_ERROR,
+)
+# While a backend stays unlisted for the same reason, its warning repeats at most this often.
+WARN_EVERY_S = 60.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +119,46 @@ class ModelDescription:
     version: str = ""
     detail: str = ""
     metadata: Mapping[str, Any] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class UnlistedBackend:
+    """A backend whose models could not be listed, and why (mirrors ``ptxplain.v1``'s)."""
+
+    backend: str
+    reason: str
+    detail: str
+
+    def to_proto(self) -> epb.UnlistedBackend:
+        return epb.UnlistedBackend(**dataclasses.asdict(self))
+
+    def to_json(self) -> dict[str, str]:
+        return dataclasses.asdict(self)
+
+
+def _key_file_fault(key_file: Path) -> str | None:
+    """Why ``key_file`` cannot be used (missing / unreadable), or None when it reads."""
+    from services.torchserve.auth import read_key_file
+
+    try:
+        read_key_file(key_file)
+    except AuthError as exc:
+        return (
+            KEY_FILE_MISSING
+            if isinstance(exc.__cause__, FileNotFoundError)
+            else KEY_FILE_UNREADABLE
+        )
+    return None
+
+
+def unlisted_reason(exc: PtxplainError, key_file: Path | None) -> str:
+    """One of :data:`UNLISTED_REASONS` for the error a model listing raised."""
+    if isinstance(exc, AuthError):
+        fault = _key_file_fault(key_file) if key_file is not None else None
+        return fault or TOKEN_REFUSED
+    if isinstance(exc, BackendError) and exc.__cause__ is not None:
+        return UNREACHABLE  # no connection, or no answer in time
+    return MANAGEMENT_ERROR
 
 
 class MetadataSource(Protocol):
@@ -179,6 +244,8 @@ class Catalog:
                 for name in backend.config.models:
                     self._models[name] = ModelInfo(name=name, backend=backend.name)
         self._described: set[str] = set()
+        self._unlisted: dict[str, UnlistedBackend] = {}
+        self._warned: dict[str, tuple[str, float]] = {}
         self.refreshed_at = 0.0
 
     # -- reading -------------------------------------------------------------------------------
@@ -195,6 +262,10 @@ class Catalog:
 
     def backend_for(self, model: str) -> Backend:
         return self.backends[self.get(model).backend]
+
+    def unlisted(self) -> list[UnlistedBackend]:
+        """The backends whose models the last refresh could not list, by name."""
+        return [self._unlisted[name] for name in sorted(self._unlisted)]
 
     def ready_models(self) -> list[str]:
         return [info.name for info in self.models() if info.ready]
@@ -231,10 +302,9 @@ class Catalog:
         try:
             names = await self.source.list_models(backend.config)
         except PtxplainError as exc:
-            for info in self.models():
-                if info.backend == backend.name:
-                    self.observe(info.name, False, f"backend unreachable: {exc}")
+            self._mark_unlisted(backend, exc)
             return []
+        self._mark_listed(backend.name)
         mine = []
         for name in names:
             owner = self._models.setdefault(name, ModelInfo(name=name, backend=backend.name))
@@ -268,3 +338,20 @@ class Catalog:
         if customized and described.ready:
             self._described.add(name)
         self._models[name] = info
+
+    def _mark_unlisted(self, backend: Backend, exc: PtxplainError) -> None:
+        reason = unlisted_reason(exc, backend.config.key_file)
+        self._unlisted[backend.name] = UnlistedBackend(backend.name, reason, str(exc))
+        for info in self.models():
+            if info.backend == backend.name:
+                self.observe(info.name, False, f"backend cannot be listed ({reason}): {exc}")
+        last = self._warned.get(backend.name)
+        now = time.monotonic()
+        if last is None or last[0] != reason or now - last[1] >= WARN_EVERY_S:
+            self._warned[backend.name] = (reason, now)
+            log.warning("cannot list the models of backend %s (%s): %s", backend.name, reason, exc)
+
+    def _mark_listed(self, name: str) -> None:
+        if self._unlisted.pop(name, None) is not None:
+            log.info("backend %s lists its models again", name)
+        self._warned.pop(name, None)

@@ -142,6 +142,8 @@ class Gateway:
         await self.catalog.refresh()
         for info in self.catalog.models():
             self.metrics.model_ready.labels(info.name).set(int(info.ready))
+        unlisted = {u.backend: u.reason for u in self.catalog.unlisted()}
+        self.metrics.observe_unlisted(self.catalog.backends, unlisted)
         ready = self.ready()
         for listener in self.readiness_listeners:
             await listener(ready)

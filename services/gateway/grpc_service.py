@@ -42,12 +42,20 @@ from services.gateway.logs import (
 from services.gateway.oip_grpc import OPEN_METHODS as OIP_OPEN_METHODS
 from services.gateway.oip_grpc import add_oip_service
 
-__all__ = ["SERVICE_NAME", "ExplainerService", "GatewayInterceptor", "create_server"]
+__all__ = [
+    "BACKEND_HEALTH_PREFIX",
+    "SERVICE_NAME",
+    "ExplainerService",
+    "GatewayInterceptor",
+    "create_server",
+]
 
 log = logging.getLogger(__name__)
 SERVICE_NAME = epb.DESCRIPTOR.services_by_name["Explainer"].full_name
 # Calls that need no token and write no access-log line: probes.
 _OPEN_PREFIXES = (f"/{health.SERVICE_NAME}/", *OIP_OPEN_METHODS)
+# The health service's entry for each backend: NOT_SERVING while its models cannot be listed.
+BACKEND_HEALTH_PREFIX = "backend/"
 
 
 def _identity(data: bytes) -> bytes:
@@ -115,7 +123,11 @@ class ExplainerService:
         self, request: epb.ListModelsRequest, context: Any
     ) -> epb.ListModelsResponse:
         await self.gateway.start()
-        return epb.ListModelsResponse(models=[m.to_proto() for m in self.gateway.catalog.models()])
+        catalog = self.gateway.catalog
+        return epb.ListModelsResponse(
+            models=[m.to_proto() for m in catalog.models()],
+            unlisted_backends=[u.to_proto() for u in catalog.unlisted()],
+        )
 
 
 def explainer_handler(service: ExplainerService) -> grpc.GenericRpcHandler:
@@ -302,6 +314,15 @@ def _bind(server: grpc.aio.Server, config: GatewayConfig) -> int:
     return port
 
 
+async def _set_backend_health(servicer: health.aio.HealthServicer, gateway: Gateway) -> None:
+    """One health entry per backend (``backend/<name>``): NOT_SERVING while it cannot be listed."""
+    unlisted = {u.backend for u in gateway.catalog.unlisted()}
+    for name in gateway.catalog.backends:
+        serving = health_pb2.HealthCheckResponse.SERVING
+        status = health_pb2.HealthCheckResponse.NOT_SERVING if name in unlisted else serving
+        await servicer.set(f"{BACKEND_HEALTH_PREFIX}{name}", status)
+
+
 def create_server(
     config: GatewayConfig, gateway: Gateway | None = None
 ) -> tuple[grpc.aio.Server, int]:
@@ -327,6 +348,7 @@ def create_server(
         )
         for service in ("", SERVICE_NAME):
             await health_servicer.set(service, status)
+        await _set_backend_health(health_servicer, gateway)
 
     gateway.readiness_listeners.append(on_readiness)
     names = (SERVICE_NAME, oip_name, health.SERVICE_NAME, reflection.SERVICE_NAME)

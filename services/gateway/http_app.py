@@ -180,7 +180,11 @@ def create_http_app(gateway: Gateway) -> FastAPI:
     @app.get("/v1/models", response_model=ModelsBody, responses=_ERRORS)
     async def list_models() -> dict[str, Any]:
         await gateway.start()
-        return {"models": [m.to_json() for m in gateway.catalog.models()]}
+        catalog = gateway.catalog
+        return {
+            "models": [m.to_json() for m in catalog.models()],
+            "unlisted_backends": [u.to_json() for u in catalog.unlisted()],
+        }
 
     @app.get("/healthz")
     async def healthz() -> dict[str, str]:
@@ -190,7 +194,9 @@ def create_http_app(gateway: Gateway) -> FastAPI:
     async def readyz() -> JSONResponse:
         await gateway.start()
         ready, models = gateway.ready(), gateway.catalog.ready_models()
-        return JSONResponse({"ready": ready, "models": models}, status_code=200 if ready else 503)
+        unlisted = [u.to_json() for u in gateway.catalog.unlisted()]
+        body = {"ready": ready, "models": models, "unlisted_backends": unlisted}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     @app.get("/metrics")
     async def metrics() -> Response:

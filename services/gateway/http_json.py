@@ -146,8 +146,15 @@ class ModelInfoBody(BaseModel):
     trained_on: str = Field(description="what the weights were trained on; empty if unknown")
 
 
+class UnlistedBackendBody(BaseModel):
+    backend: str
+    reason: str
+    detail: str
+
+
 class ModelsBody(BaseModel):
     models: list[ModelInfoBody]
+    unlisted_backends: list[UnlistedBackendBody] = []
 
 
 class ErrorDetail(BaseModel):

@@ -18,6 +18,8 @@ collectors, on this registry too.
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
+
 from prometheus_client import (
     GC_COLLECTOR,
     PLATFORM_COLLECTOR,
@@ -33,6 +35,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from ptxplain.build_info import versions
 from ptxplain.v1 import explainer_pb2 as epb
+from services.gateway.catalog import UNLISTED_REASONS
 
 __all__ = ["CONTENT_TYPE", "GatewayMetrics"]
 
@@ -105,6 +108,12 @@ class GatewayMetrics:
         build.info({k: v for k, v in versions().items() if k != "python"})  # python_info has it
         for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
             reg.register(collector)
+        self.backend_unlisted = Gauge(
+            prefix + "backend_unlisted",
+            "1 while the backend's models cannot be listed, for that reason",
+            ["backend", "reason"],
+            registry=reg,
+        )
 
     def observe_request(self, api: str, method: str, code: str, seconds: float) -> None:
         self.requests.labels(api, method, code).inc()
@@ -122,6 +131,14 @@ class GatewayMetrics:
         if handler is not None:
             for name in _HANDLER_STAGES:
                 stage.labels(model, name).observe(getattr(handler, f"{name}_ms") / 1000.0)
+
+    def observe_unlisted(self, backends: Iterable[str], unlisted: Mapping[str, str]) -> None:
+        """``unlisted``: backend -> reason (UNLISTED_REASONS) for those the catalog cannot list."""
+        for backend in backends:
+            for reason in UNLISTED_REASONS:
+                self.backend_unlisted.labels(backend, reason).set(
+                    int(unlisted.get(backend) == reason)
+                )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

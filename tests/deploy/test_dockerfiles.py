@@ -57,12 +57,21 @@ def test_images_build_in_stages_from_a_slim_base(name: str) -> None:
         assert stage.base == "${PYTHON_IMAGE}" or stage.base in names, stage
         names.add(stage.name)
     runtime = _runtime(name)
-    assert runtime.base == "${PYTHON_IMAGE}"
     copied = " ".join(runtime.all("COPY"))
-    assert "--from=build" in copied, "the runtime stage takes its venv from the build stage"
+    assert "--from=build" in copied, "the runtime stage takes /app from the build stage"
     assert not any(copy_sources(args) for args in runtime.all("COPY")), (
         "the runtime stage copies nothing from the context: it gets its files from `build`"
     )
+    by_name = {stage.name: stage for stage in stages}
+    ancestors, base = [], runtime.base
+    while base in by_name:
+        ancestors.append(by_name[base])
+        base = by_name[base].base
+    assert base == "${PYTHON_IMAGE}"
+    assert "build" not in {a.name for a in ancestors}, "the runtime stage never starts from build"
+    for stage in ancestors:  # at most the dependency list: the sources only reach it via build
+        sources = {s for args in stage.all("COPY") for s in copy_sources(args)}
+        assert sources <= {"pyproject.toml", "services/containers/requirements.py"}, stage
 
 
 @pytest.mark.parametrize("name", sorted(DOCKERFILES))

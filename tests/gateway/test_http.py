@@ -145,7 +145,8 @@ def test_readyz_is_503_when_no_model_is_ready(loop_thread: LoopThread) -> None:
     running = loop_thread.start_gateway(config, FakeMetadata(ready={"down": False}))
     try:
         answer = requests.get(f"http://127.0.0.1:{running.http_port}/readyz", timeout=5)
-        assert answer.status_code == 503 and answer.json() == {"ready": False, "models": []}
+        assert answer.status_code == 503
+        assert answer.json() == {"ready": False, "models": [], "unlisted_backends": []}
         no_model = requests.post(
             f"http://127.0.0.1:{running.http_port}/v1/explain", data=png_bytes(), timeout=5
         )
