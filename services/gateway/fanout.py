@@ -274,7 +274,7 @@ class Gateway:
         else:
             assert reply.error is not None
             code, http = reply.error.code, reply.error.http_status
-            message = errors.client_message(str(reply.error))
+            message = errors.client_message(reply.error.message)
             trained, handler = info.trained, None
         timings = epb.GatewayTimings(
             queue_ms=queue_ms,
