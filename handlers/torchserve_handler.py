@@ -7,11 +7,22 @@ normalization and threshold come from the archive's ``ptxplain-model.json``.
 A bad item never raises: raising fails the whole batch with 503 (which gRPC clients read as
 UNAVAILABLE). It gets an error status in its own result (and its HTTP status over REST) while the
 batch's other items and the worker carry on.
+
+Nothing from a request reaches TorchServe's own frames except inside the protobuf result: the
+reason phrase of an item's status is the fixed ASCII phrase of its HTTP status. (TorchServe 0.12
+frames that phrase with its length in characters but writes its UTF-8 bytes, so one non-ASCII
+character puts the worker's stream out of step and kills every worker of the batch.) The full
+message travels in the result's ``status``.
+
+TorchServe 0.12 cannot tell a handler that a request's client left: its batch aggregator hands
+every queued job to the worker (only the continuous-batching modes look at ``Job.isOpen``), and a
+cancelled gRPC call only suppresses the answer. The gateway therefore bounds what it hands over.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import http
 import json
 import logging
 import time
@@ -40,7 +51,7 @@ from ptxplain.models.registry import model_stats
 from ptxplain.models.weights import build_with_weights
 from ptxplain.v1 import result_pb2 as pb
 
-__all__ = ["CONTENT_TYPE", "HandlerConfig", "PtxplainHandler"]
+__all__ = ["CONTENT_TYPE", "HandlerConfig", "PtxplainHandler", "reason_phrase"]
 
 log = logging.getLogger(__name__)
 CONTENT_TYPE = "application/x-protobuf"
@@ -230,7 +241,8 @@ class PtxplainHandler:
         else:
             item.error.model = item.error.model or self.model_name
             result.status.CopyFrom(error_status(item.error))
-            context.set_response_status(item.error.http_status, item.error.message, index)
+            status = item.error.http_status
+            context.set_response_status(status, reason_phrase(status), index)
         result.timings.CopyFrom(
             pb.Timings(
                 decode_ms=item.decode_ms,
@@ -282,6 +294,14 @@ class PtxplainHandler:
 
 def _method_name(name: str) -> str:
     return get_method(name).name
+
+
+def reason_phrase(status: int) -> str:
+    """The fixed ASCII reason phrase for an HTTP status (never text from the request)."""
+    try:
+        return http.HTTPStatus(status).phrase
+    except ValueError:
+        return "Client Error" if 400 <= status < 500 else "Error"
 
 
 def _is_describe(context: Any) -> bool:

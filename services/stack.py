@@ -6,11 +6,14 @@ folder::
     run/gateway.yaml       run/gateway.pid
     run/logs/torchserve.log  run/logs/gateway.log
 
-``deploy`` refuses to start over a running stack or on a taken port (naming it), builds
-random-init archives for a default set when the store has none (labelled untrained), starts
-TorchServe with the launcher of :mod:`services.torchserve.process`, then the gateway, waits
-until both report healthy, and returns the endpoints. ``stop`` stops exactly the processes
-whose pid files it finds there (each checked to be the process deploy started).
+``deploy`` starts what is not running from the run folder and leaves what runs alone: on a fresh
+folder both, after a crash of TorchServe only TorchServe (the running gateway finds it again by
+itself), after a crash of the gateway only the gateway; with both running it only waits until
+they report healthy. A taken port is an error naming it. It builds random-init archives for a
+default set when the store has none (labelled untrained), starts TorchServe with the launcher
+of :mod:`services.torchserve.process`, then the gateway, waits until both report healthy, and
+returns the endpoints; on failure it stops what it started. ``stop`` stops exactly the
+processes whose pid files it finds there (each checked to be the process deploy started).
 """
 
 from __future__ import annotations
@@ -179,7 +182,7 @@ def _spawn_gateway(stack: StackConfig) -> subprocess.Popen[bytes]:
     return process
 
 
-def _wait_gateway(stack: StackConfig, process: subprocess.Popen[bytes]) -> None:
+def _wait_gateway(stack: StackConfig, process: subprocess.Popen[bytes] | None) -> None:
     import requests
 
     from services.gateway.client import ExplainerClient
@@ -187,7 +190,7 @@ def _wait_gateway(stack: StackConfig, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + stack.timeout_s
     with ExplainerClient(f"{stack.host}:{stack.grpc_port}") as client:
         while time.monotonic() < deadline:
-            if process.poll() is not None:
+            if process is not None and process.poll() is not None:
                 raise BackendError(
                     f"the gateway exited with code {process.returncode}; log {stack.gateway_log}:\n{_tail(stack.gateway_log)}"
                 )
@@ -215,26 +218,57 @@ def _tail(path: Path, lines: int = 30) -> str:
 
 
 def deploy(stack: StackConfig, say: object = None) -> dict[str, str]:
-    """Start TorchServe and the gateway in the background; return the endpoints."""
+    """Start whichever of TorchServe and the gateway is down; return the endpoints."""
     ts = stack.torchserve
-    if gateway_pid(stack) is not None or running_pid(ts) is not None:
-        raise ConfigError(f"a stack already runs from {stack.run_dir}: stop it first (make stop)")
-    check_ports_free(ts)
-    _check_port(stack.host, stack.grpc_port, "gateway gRPC")
-    _check_port(stack.host, stack.http_port, "gateway HTTP")
-    models = _ensure_archives(stack, say)
-    if callable(say):
-        say(f"starting TorchServe with {', '.join(models)} (log {ts.log_path})")
-    TorchServeProcess(ts).start(timeout_s=stack.timeout_s)  # keeps running after we exit
+    gateway_up, torchserve_up = gateway_pid(stack) is not None, running_pid(ts) is not None
+    _say(say, _running_line(stack, gateway_up, torchserve_up))
+    if not torchserve_up:
+        check_ports_free(ts)
+    if not gateway_up:
+        _check_port(stack.host, stack.grpc_port, "gateway gRPC")
+        _check_port(stack.host, stack.http_port, "gateway HTTP")
+    started: list[str] = []
     try:
-        _write_gateway_yaml(stack)
-        if callable(say):
-            say(f"starting the gateway (log {stack.gateway_log})")
-        _wait_gateway(stack, _spawn_gateway(stack))
+        if not torchserve_up:
+            models = _ensure_archives(stack, say)
+            _say(say, f"starting TorchServe with {', '.join(models)} (log {ts.log_path})")
+            TorchServeProcess(ts).start(timeout_s=stack.timeout_s)  # keeps running after we exit
+            started.append("torchserve")
+        if not gateway_up:
+            _write_gateway_yaml(stack)
+            _say(say, f"starting the gateway (log {stack.gateway_log})")
+            process = _spawn_gateway(stack)
+            started.append("gateway")
+            _wait_gateway(stack, process)
+        else:
+            _wait_gateway(stack, None)
     except BaseException:
-        stop(stack)
+        _stop_started(stack, started)
         raise
     return stack.endpoints()
+
+
+def _running_line(stack: StackConfig, gateway_up: bool, torchserve_up: bool) -> str:
+    up = [
+        name
+        for name, running in (("TorchServe", torchserve_up), ("gateway", gateway_up))
+        if running
+    ]
+    if not up:
+        return f"starting the stack in {stack.run_dir}"
+    return f"{' and '.join(up)} already running{'' if len(up) == 2 else '; starting the rest'}"
+
+
+def _say(say: object, line: str) -> None:
+    if callable(say):
+        say(line)
+
+
+def _stop_started(stack: StackConfig, started: list[str]) -> None:
+    if "gateway" in started:
+        _stop_gateway(stack)
+    if "torchserve" in started:
+        stop_pid_file(stack.torchserve, grace_s=stack.grace_s + 20.0)
 
 
 def _stop_gateway(stack: StackConfig) -> bool:

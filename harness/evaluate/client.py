@@ -25,30 +25,24 @@ from harness.store import ModelAnswer
 from ptxplain.errors import (
     AuthError,
     BackendError,
-    BackendTimeoutError,
     Code,
     OverloadedError,
+    error_for_code,
 )
 
 __all__ = ["GrpcGatewayClient", "HttpGatewayClient", "answer_from_proto"]
-
-_TRANSIENT = {
-    Code.UNAVAILABLE: BackendError,
-    Code.DEADLINE_EXCEEDED: BackendTimeoutError,
-    Code.RESOURCE_EXHAUSTED: OverloadedError,
-    Code.CANCELLED: BackendError,
-}
 
 
 def _raise_or_answer(code: Code, message: str, models: Sequence[str], target: str) -> FanOutAnswer:
     """A whole-request failure: transient ones raise; the image's own fault is an answer."""
     text = f"gateway {target}: {code.name}: {message}"
-    if code in _TRANSIENT:
-        raise _TRANSIENT[code](text)
-    if code == Code.UNAUTHENTICATED:
-        raise AuthError(text)
     if code != Code.INVALID_ARGUMENT:
-        raise BackendError(text)
+        error = error_for_code(code, text)
+        raise (
+            error
+            if isinstance(error, BackendError | OverloadedError | AuthError)
+            else (BackendError(text))
+        )
     return FanOutAnswer({m: ModelAnswer(m, code=int(code), message=message) for m in models}, 0.0)
 
 

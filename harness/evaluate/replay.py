@@ -24,7 +24,15 @@ from harness.data.dataset import ImageRecord
 from harness.store import ImageResult, ModelAnswer, ResultsStore
 from ptxplain.errors import BackendError, Code, InvalidOptionError, OverloadedError
 
-__all__ = ["ExplainClient", "FanOutAnswer", "ReplayConfig", "ReplayOutcome", "pending", "replay"]
+__all__ = [
+    "ExplainClient",
+    "FanOutAnswer",
+    "ReplayConfig",
+    "ReplayInterrupted",
+    "ReplayOutcome",
+    "pending",
+    "replay",
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,6 +81,14 @@ class ReplayOutcome:
         data["failed"] = [{"image_id": i, "error": e} for i, e in self.failed]
         data["throughput_images_per_s"] = self.throughput
         return data
+
+
+class ReplayInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a replay: what was stored before it (the rerun resumes from there)."""
+
+    def __init__(self, outcome: ReplayOutcome) -> None:
+        super().__init__("interrupted")
+        self.outcome = outcome
 
 
 def pending(
@@ -146,31 +162,39 @@ def replay(
     stored, failed, streak, aborted = 0, [], 0, ""
     bar = _progress(len(todo), config.progress)
     source = iter(todo)
+    interrupted = False
     with ThreadPoolExecutor(max_workers=config.concurrency) as pool:
         window = _Window(pool, client, config.concurrency)
-        window.fill(source)
-        while window.flight:
-            for future, record in window.finished():
-                try:
-                    began, answer = future.result()
-                except (BackendError, OverloadedError) as exc:
-                    failed.append((record.image_id, str(exc)))
-                    streak += 1
-                else:
-                    answers = _complete(answer, config.models)
-                    store.append(
-                        ImageResult(
-                            record.image_id, int(record.label), answers, answer.client_ms, began
-                        )
-                    )
-                    stored, streak = stored + 1, 0
-                bar.update(1)  # type: ignore[attr-defined]
-            if streak >= config.max_consecutive_failures:
-                aborted = f"{streak} requests in a row failed (last: {failed[-1][1]})"
-                window.cancel()
-                break
+        try:
             window.fill(source)
+            while window.flight:
+                for future, record in window.finished():
+                    try:
+                        began, answer = future.result()
+                    except (BackendError, OverloadedError) as exc:
+                        failed.append((record.image_id, str(exc)))
+                        streak += 1
+                    else:
+                        answers = _complete(answer, config.models)
+                        store.append(
+                            ImageResult(
+                                record.image_id, int(record.label), answers, answer.client_ms, began
+                            )
+                        )
+                        stored, streak = stored + 1, 0
+                    bar.update(1)  # type: ignore[attr-defined]
+                if streak >= config.max_consecutive_failures:
+                    aborted = f"{streak} requests in a row failed (last: {failed[-1][1]})"
+                    window.cancel()
+                    break
+                window.fill(source)
+        except KeyboardInterrupt:
+            window.cancel()  # what is not sent yet; calls in flight end, unstored
+            interrupted, aborted = True, "interrupted"
     bar.close()  # type: ignore[attr-defined]
     elapsed = time.monotonic() - started
     sent = stored + len(failed)
-    return ReplayOutcome(sent, stored, len(records) - len(todo), tuple(failed), aborted, elapsed)
+    outcome = ReplayOutcome(sent, stored, len(records) - len(todo), tuple(failed), aborted, elapsed)
+    if interrupted:
+        raise ReplayInterrupted(outcome)
+    return outcome

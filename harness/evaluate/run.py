@@ -19,7 +19,13 @@ from typing import Any, Protocol
 
 from harness.data.dataset import Dataset, ImageRecord, ReadOptions
 from harness.data.layouts import open_dataset
-from harness.evaluate.replay import ExplainClient, ReplayConfig, ReplayOutcome, replay
+from harness.evaluate.replay import (
+    ExplainClient,
+    ReplayConfig,
+    ReplayInterrupted,
+    ReplayOutcome,
+    replay,
+)
 from harness.metrics.depth import ModelFacts
 from harness.metrics.latency import latency_summary
 from harness.metrics.study import StudyInputs, compute_study
@@ -106,6 +112,18 @@ def _check_run(out: Path, data: Path, fingerprint: str) -> dict[str, Any]:
     run = {"data": str(data), "fingerprint": fingerprint, "created_at": time.time()}
     path.write_text(json.dumps(run, indent=1) + "\n", encoding="utf-8")
     return run
+
+
+def _record_invocation(out: Path, outcome: ReplayOutcome) -> dict[str, Any]:
+    """Append this invocation's replay counts to run.json (every run of the same folder, an
+    interrupted one too, keeps its line); the run record as it is now."""
+    path = out / RUN_NAME
+    run = json.loads(path.read_text(encoding="utf-8"))
+    entry = {k: v for k, v in outcome.to_json().items() if k != "failed"}
+    entry.update(at=time.time(), failed=len(outcome.failed))
+    run.setdefault("invocations", []).append(entry)
+    path.write_text(json.dumps(run, indent=1) + "\n", encoding="utf-8")
+    return dict(run)
 
 
 def _select(catalog: list[ModelFacts], wanted: tuple[str, ...]) -> dict[str, ModelFacts]:
@@ -249,7 +267,12 @@ def evaluate(config: EvaluateConfig, client: CatalogClient | None) -> Evaluation
             config.max_consecutive_failures,
             config.progress,
         )
-        outcome = replay(records, client, store, replay_config)
+        try:
+            outcome = replay(records, client, store, replay_config)
+        except ReplayInterrupted as interrupted:
+            _record_invocation(config.out, interrupted.outcome)
+            raise
+        run = _record_invocation(config.out, outcome)
     results = store.load()
     known = {r.image_id for r in records}
     if stray := sorted(set(results) - known):
@@ -275,7 +298,8 @@ def evaluate(config: EvaluateConfig, client: CatalogClient | None) -> Evaluation
             "transport": config.transport,
             "n_boot": config.n_boot,
             "seed": config.seed,
-            "replay": None if outcome is None else outcome.to_json(),
+            "replay": None if outcome is None else outcome.to_json(),  # this invocation's
+            "invocations": run.get("invocations", []),  # every invocation's counts
         },
         "coverage": _coverage(records, study),
         **study,

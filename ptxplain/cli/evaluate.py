@@ -8,7 +8,9 @@ metrics.json, per_image.csv and report.html into --out.
 The test split is the one stored in DIR (ptxplain data split). Results are appended as they
 arrive, so an interrupted run resumes where it stopped; images whose models failed for a
 transient reason are retried. Exit status: 0 when every model answered every test image,
-3 when the outputs were written but something is missing (the report says what), 2 on error.
+3 when the outputs were written but something is missing (the report says what), 2 on error,
+130 after Ctrl-C (one line says how many images are stored; the same command resumes). Every
+invocation's replay counts are kept in metrics.json (``run.invocations``).
 See docs/evaluate.md (outputs, schema) and docs/metrics.md (definitions).
 """
 
@@ -26,6 +28,7 @@ if TYPE_CHECKING:
 NAME = "evaluate"
 HELP = "replay the test split through the gateway and write the study's metrics and report"
 EXIT_INCOMPLETE = 3
+EXIT_INTERRUPTED = 130
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -171,6 +174,19 @@ def _unreachable(args: argparse.Namespace, exc: Exception) -> Exception | None:
     return None
 
 
+def _interrupted_line(config: EvaluateConfig) -> str:
+    from harness.evaluate.run import load_test_split
+    from harness.store import ResultsStore
+    from ptxplain.errors import PtxplainError
+
+    try:
+        _, records = load_test_split(config.data, config.read)
+        stored = len(ResultsStore(config.out).load())
+    except (PtxplainError, OSError, ValueError):  # the folder itself is in a bad state
+        return "interrupted; run the same command to resume"
+    return f"interrupted: {stored} of {len(records)} stored; run the same command to resume"
+
+
 def _say(outcome: EvaluationOutcome, out: Path) -> None:
     replay = outcome.replay
     if replay is not None:
@@ -215,6 +231,9 @@ def run(args: argparse.Namespace) -> int:
         outcome = evaluate(config, client)
     except BackendError as exc:
         raise (_unreachable(args, exc) or exc) from exc
+    except KeyboardInterrupt:
+        print(_interrupted_line(config), file=sys.stderr)
+        return EXIT_INTERRUPTED
     finally:
         if client is not None:
             client.close()

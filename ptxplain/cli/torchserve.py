@@ -3,11 +3,14 @@
   ptxplain torchserve start  --model-store model_store --run-dir run/torchserve [--port-base 8080]
   ptxplain torchserve status --run-dir run/torchserve [--port-base 8080]
   ptxplain torchserve stop   --run-dir run/torchserve
+  ptxplain torchserve restart --model-store model_store --run-dir run/torchserve
 
 `start` launches TorchServe in the background (its own process group; pid file, rendered
 config.properties, key_file.json and logs/ in the run directory), waits until every archive in
 the store has a READY worker, prints the addresses and exits 0; on failure it stops the server
 and prints the log's tail. `stop` sends SIGTERM to the group (SIGKILL after --grace seconds).
+`restart` stops the server if it runs (or cleans up after one that died), then starts it; a
+gateway in front of it finds it again by itself within a second or two.
 With --port-base N the ports are N (REST inference), N+1 (management), N+2 (metrics),
 N+3 (gRPC inference), N+4 (gRPC management); without it TorchServe's 8080/8081/8082/7070/7071.
 Use the same --run-dir and --port-base for all three actions.
@@ -24,11 +27,11 @@ if TYPE_CHECKING:
     from services.torchserve import TorchServeConfig
 
 NAME = "torchserve"
-HELP = "start / stop / status of a TorchServe serving a model store"
+HELP = "start / stop / restart / status of a TorchServe serving a model store"
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("action", choices=("start", "stop", "status"))
+    parser.add_argument("action", choices=("start", "stop", "restart", "status"))
     parser.add_argument(
         "--model-store", type=Path, default=Path("model_store"), help="folder of .mar archives"
     )
@@ -122,7 +125,10 @@ def run(args: argparse.Namespace) -> int:
     from services.torchserve import stop_pid_file
 
     config = _config(args)
-    if args.action == "start":
+    if args.action == "restart":
+        stopped = stop_pid_file(config, grace_s=args.grace)
+        print("stopped; starting again" if stopped else "not running; starting")
+    if args.action in ("start", "restart"):
         return _start(config, args)
     if args.action == "status":
         return _status(config)

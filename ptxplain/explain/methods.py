@@ -36,7 +36,7 @@ from pytorch_grad_cam import (
 )
 from pytorch_grad_cam.base_cam import BaseCAM
 
-from ptxplain.errors import InvalidOptionError
+from ptxplain.errors import InvalidOptionError, quoted
 from ptxplain.explain.options import DEFAULT_METHOD
 
 __all__ = ["DEFAULT_METHOD", "METHODS", "CamMethod", "get_method"]
@@ -134,5 +134,5 @@ def get_method(name: str) -> CamMethod:
         return METHODS[name.strip().lower()]
     except KeyError:
         raise InvalidOptionError(
-            f"unknown CAM method {name!r}; known: {', '.join(METHODS)}"
+            f"unknown CAM method {quoted(name)}; known: {', '.join(METHODS)}"
         ) from None

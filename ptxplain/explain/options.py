@@ -21,10 +21,11 @@ gateway uses it.
 from __future__ import annotations
 
 import dataclasses
+import re
 from collections.abc import Callable, Mapping
 from typing import Literal
 
-from ptxplain.errors import InvalidOptionError
+from ptxplain.errors import InvalidOptionError, quoted
 from ptxplain.v1 import explainer_pb2 as epb
 from ptxplain.v1 import result_pb2 as pb
 
@@ -37,6 +38,7 @@ __all__ = [
     "ExplainOptions",
     "RequestOptions",
     "Target",
+    "method_names",
     "parse_options",
 ]
 
@@ -54,6 +56,9 @@ ENCODING_BY_PROTO = {
 }
 ENCODINGS = tuple(ENCODING_BY_PROTO.values())
 _TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+# ASCII digits only ("²" is a digit to str.isdigit, not to int), and few of them.
+_INDEX = re.compile(r"-?[0-9]{1,9}")
+_SIZE = re.compile(r"([0-9]{1,9})(?:x([0-9]{1,9}))?")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +92,7 @@ class ExplainOptions:
         if self.map_encoding and self.map_encoding not in ENCODINGS:
             raise InvalidOptionError(
                 f"option 'map_encoding' must be one of {', '.join(ENCODINGS)}, "
-                f"got {self.map_encoding!r}"
+                f"got {quoted(self.map_encoding)}"
             )
 
     @classmethod
@@ -96,7 +101,7 @@ class ExplainOptions:
         if encoding and encoding not in ENCODING_BY_PROTO:
             raise InvalidOptionError(f"options.map_encoding {encoding} is not a known encoding")
         return cls(
-            methods=tuple(m.strip() for m in options.methods if m.strip()),
+            methods=method_names(list(options.methods)),
             target=options.target.strip(),
             map_size=options.map_size.strip(),
             map_encoding=ENCODING_BY_PROTO.get(encoding, ""),
@@ -108,14 +113,13 @@ class ExplainOptions:
     def from_inputs(cls, raw: Mapping[str, object]) -> ExplainOptions:
         """From text keys (str or UTF-8 bytes); unknown keys are an error (a typo must not pass
         silently). The image keys (:data:`DATA_KEYS`) are allowed and ignored."""
-        unknown = sorted(set(raw) - set(OPTION_KEYS) - set(DATA_KEYS))
+        unknown = sorted(str(key) for key in set(raw) - set(OPTION_KEYS) - set(DATA_KEYS))
         if unknown:
-            raise InvalidOptionError(
-                f"unknown option(s) {', '.join(unknown)}; known: {', '.join(OPTION_KEYS)}"
-            )
+            named = ", ".join(quoted(key, 32) for key in unknown[:5])
+            raise InvalidOptionError(f"unknown option(s) {named}; known: {', '.join(OPTION_KEYS)}")
         text = {k: _text(v, k) for k, v in raw.items() if k in OPTION_KEYS}
         return cls(
-            methods=_method_names(text["methods"]) if "methods" in text else (),
+            methods=method_names([text["methods"]]) if "methods" in text else (),
             target=text.get("target", ""),
             map_size=text.get("map_size", ""),
             map_encoding=text.get("map_encoding", "").lower(),
@@ -188,12 +192,16 @@ def _flag(text: str, key: str) -> bool:
         return True
     if text.lower() in _FALSE:
         return False
-    raise InvalidOptionError(f"option {key!r} must be true or false, got {text!r}")
+    raise InvalidOptionError(f"option {key!r} must be true or false, got {quoted(text)}")
 
 
-def _method_names(text: str) -> tuple[str, ...]:
-    names = tuple(dict.fromkeys(n.strip().lower() for n in text.split(",") if n.strip()))
-    if not names:
+def method_names(values: list[str]) -> tuple[str, ...]:
+    """CAM method names from repeated and/or comma-separated values; values that name none
+    (``",,,"``) are an error, for gRPC, HTTP and the handler alike."""
+    names = tuple(
+        dict.fromkeys(n.strip().lower() for value in values for n in value.split(",") if n.strip())
+    )
+    if values and not names:
         raise InvalidOptionError("option 'methods' names no CAM method")
     return names
 
@@ -201,23 +209,26 @@ def _method_names(text: str) -> tuple[str, ...]:
 def _target(text: str, num_classes: int) -> Target:
     if text in ("positive", "predicted"):
         return text  # type: ignore[return-value]
-    if text.lstrip("-").isdigit() and 0 <= int(text) < num_classes:
+    if _INDEX.fullmatch(text) and 0 <= int(text) < num_classes:
         return int(text)
     raise InvalidOptionError(
         f"option 'target' must be 'positive', 'predicted' or a class index in "
-        f"0..{num_classes - 1}, got {text!r}"
+        f"0..{num_classes - 1}, got {quoted(text)}"
     )
 
 
 def _map_size(text: str, max_side: int) -> tuple[int, int] | str:
     if text in ("native", "input"):
         return text
-    parts = text.lower().split("x")
-    if len(parts) == 1:
-        parts = parts * 2
-    if len(parts) != 2 or not all(p.isdigit() for p in parts):
-        raise InvalidOptionError(f"option 'map_size' must be native, input, N or HxW, got {text!r}")
-    h, w = int(parts[0]), int(parts[1])
+    match = _SIZE.fullmatch(text.lower())
+    if match is None:
+        raise InvalidOptionError(
+            f"option 'map_size' must be native, input, N or HxW, got {quoted(text)}"
+        )
+    h = int(match.group(1))
+    w = int(match.group(2) or h)
     if not (1 <= h <= max_side and 1 <= w <= max_side):
-        raise InvalidOptionError(f"option 'map_size' {text!r} is outside 1..{max_side} per side")
+        raise InvalidOptionError(
+            f"option 'map_size' {quoted(text)} is outside 1..{max_side} per side"
+        )
     return (h, w)

@@ -11,7 +11,7 @@ import io
 import numpy as np
 from PIL import Image
 
-from ptxplain.errors import Code, DecodeError, PtxplainError
+from ptxplain.errors import Code, DecodeError, PtxplainError, client_message
 from ptxplain.v1 import result_pb2 as pb
 
 __all__ = ["decode_map", "encode_map", "error_status", "ok_status"]
@@ -29,7 +29,10 @@ def ok_status() -> pb.Status:
 
 
 def error_status(exc: PtxplainError) -> pb.Status:
-    return pb.Status(code=int(exc.code), message=str(exc), http_status=exc.http_status)
+    """The result's status: the error's code, its message bounded and ASCII-escaped."""
+    return pb.Status(
+        code=int(exc.code), message=client_message(str(exc)), http_status=exc.http_status
+    )
 
 
 def _to_bytes(values: np.ndarray, encoding: str) -> bytes:

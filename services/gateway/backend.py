@@ -5,7 +5,17 @@
   and a short reconnect backoff, so a backend that comes back is used again within a second;
 * a bound on calls in flight: past it a call fails at once with :class:`OverloadedError`
   (RESOURCE_EXHAUSTED / 429) instead of queueing until the client's deadline;
-* each call's deadline is what the caller passes (derived from the client's deadline);
+* at most ``capacity`` calls per model handed to TorchServe at once (one per worker on CPU,
+  batch size x workers on a GPU, learnt by the catalog; or ``max_sent_per_model``); the rest
+  wait in the gateway, where
+  cancelling really cancels. TorchServe 0.12 runs every job it has queued even when the caller
+  left (a cancelled gRPC call only suppresses its answer), so a call already handed over is not
+  abandoned when its client goes: it runs on, discarded, and holds its slot until TorchServe
+  answers. Cancel-and-resubmit cannot pass the bounds, and a storm of cancelled calls leaves at
+  most ``capacity`` calls per model behind;
+* each call's deadline is what the caller passes (derived from the client's deadline); past it
+  the caller gets DEADLINE_EXCEEDED at once, while the call itself, like a cancelled one, keeps
+  its slot until TorchServe answers (at most the model's own timeout);
 * retries only for connection failures — UNAVAILABLE before the request reached TorchServe
   ("failed to connect", "connection refused"). TorchServe itself answers UNAVAILABLE when a
   worker fails, i.e. after a handler saw the request: that is never retried;
@@ -20,10 +30,11 @@ passes them on without parsing them again.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import dataclasses
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import grpc
@@ -38,12 +49,25 @@ from services.gateway.config import ENVELOPE_BYTES, BackendConfig
 from services.torchserve.auth import TokenSource
 from services.torchserve.grpc_client import REJECTED_CODES, error_from_rpc
 
-__all__ = ["Backend", "BackendReply", "encode_predictions_request", "is_connection_failure"]
+__all__ = [
+    "Backend",
+    "BackendReply",
+    "DispatchGate",
+    "encode_predictions_request",
+    "is_connection_failure",
+]
 
 _PREDICTIONS = "/org.pytorch.serve.grpc.inference.InferenceAPIsService/Predictions"
 # Transport messages grpc core gives when no connection could be made: the request never left.
-_NOT_SENT = ("failed to connect", "connection refused", "dns resolution failed", "no route to host")
+_NOT_SENT = (
+    "failed to connect",
+    "connection refused",
+    "dns resolution failed",
+    "no route to host",
+    "before receiving settings frame",
+)
 _FIRST_BACKOFF_S = 0.05
+_UNKNOWN_CAPACITY = 1  # calls per model handed over until the catalog learns its capacity
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +78,52 @@ class BackendReply:
     attempts: int
     backend_ms: float
     error: PtxplainError | None = None
+    # The call never reached TorchServe (connection refused / failed): the whole backend is down.
+    unreachable: bool = False
+
+
+class DispatchGate:
+    """At most ``limit`` calls of one model handed to TorchServe; the others wait here, in order,
+    and a waiter that is cancelled simply leaves the line."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.sent = 0
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def acquire(self) -> None:
+        if self.sent < self.limit and not self._waiters:
+            self.sent += 1
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed a permit while being cancelled: pass it on
+            else:
+                self._waiters.remove(waiter)
+            raise
+
+    def release(self) -> None:
+        self.sent -= 1
+        self._wake()
+
+    def resize(self, limit: int) -> None:
+        self.limit = max(1, limit)
+        self._wake()
+
+    def _wake(self) -> None:
+        while self._waiters and self.sent < self.limit:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                self.sent += 1
+                waiter.set_result(None)
+
+    @property
+    def waiting(self) -> int:
+        return len(self._waiters)
 
 
 def encode_predictions_request(inputs: Mapping[str, bytes]) -> bytes:
@@ -93,6 +163,11 @@ class Backend:
         self.config = config
         self.name = config.name
         self.in_flight = 0
+        # Called with the new count whenever ``in_flight`` changes (the gateway's gauge).
+        self.on_in_flight: Callable[[int], None] = lambda count: None
+        self._gates: dict[str, DispatchGate] = {}
+        self._capacity: dict[str, int] = {}
+        self._lingering: set[asyncio.Task[Any]] = set()
         self.tokens: TokenSource | None = None
         if config.key_file is not None:
             self.tokens = TokenSource(config.key_file, config.management, "inference")
@@ -120,9 +195,9 @@ class Backend:
             )
         return self._predict
 
-    @contextlib.contextmanager
-    def slot(self, model: str) -> Iterator[None]:
-        """Hold one of the backend's in-flight slots; :class:`OverloadedError` when none is free."""
+    # -- bounds ---------------------------------------------------------------------------------
+
+    def _take_slot(self, model: str) -> None:
         if self.in_flight >= self.config.max_in_flight:
             raise OverloadedError(
                 f"backend {self.name!r} already has {self.in_flight} calls in flight (bound "
@@ -130,31 +205,122 @@ class Backend:
                 model=model,
             )
         self.in_flight += 1
+        self.on_in_flight(self.in_flight)
+
+    def _free_slot(self) -> None:
+        self.in_flight -= 1
+        self.on_in_flight(self.in_flight)
+
+    @contextlib.contextmanager
+    def slot(self, model: str) -> Iterator[None]:
+        """Hold one of the backend's in-flight slots; :class:`OverloadedError` when none is free."""
+        self._take_slot(model)
         try:
             yield
         finally:
-            self.in_flight -= 1
+            self._free_slot()
+
+    def set_capacity(self, model: str, calls: int) -> None:
+        """How many calls of ``model`` are worth handing to TorchServe at once."""
+        if calls > 0:
+            self._capacity[model] = calls
+            if self.config.max_sent_per_model is None and model in self._gates:
+                self._gates[model].resize(calls)
+
+    def gate(self, model: str) -> DispatchGate:
+        if model not in self._gates:
+            limit = self.config.max_sent_per_model or self._capacity.get(model, _UNKNOWN_CAPACITY)
+            self._gates[model] = DispatchGate(limit)
+        return self._gates[model]
+
+    # -- calls ----------------------------------------------------------------------------------
 
     async def predict(self, model: str, shared_request: bytes, timeout_s: float) -> BackendReply:
-        """One model's prediction. A failed call is an answer too: ``reply.error`` says why."""
+        """One model's prediction. A failed call is an answer too: ``reply.error`` says why;
+        past the in-flight bound it is :class:`OverloadedError` with no attempt made."""
         started = time.perf_counter()
+        try:
+            self._take_slot(model)
+        except OverloadedError as exc:
+            return BackendReply(None, 0, 0.0, exc)
+        release = _Once(self._free_slot)
+        try:
+            return await self._attempts(model, shared_request, timeout_s, started, release)
+        finally:
+            release.unless_kept()
+
+    async def _attempts(
+        self, model: str, shared: bytes, timeout_s: float, started: float, release: _Once
+    ) -> BackendReply:
         deadline = time.monotonic() + timeout_s
-        request = _with_model(model, shared_request)
+        request = _with_model(model, shared)
         attempts, backoff = 0, _FIRST_BACKOFF_S
         while True:
             attempts += 1
             try:
-                response = await self._call_with_token(request, deadline - time.monotonic(), model)
+                response = await self._handed_over(model, request, deadline, release)
                 return BackendReply(response.prediction, attempts, _ms(started))
             except grpc.RpcError as exc:
-                retry = is_connection_failure(exc) and attempts <= self.config.connect_retries
+                down = is_connection_failure(exc)
+                retry = down and attempts <= self.config.connect_retries
                 if not retry or deadline - time.monotonic() <= backoff:
-                    return BackendReply(None, attempts, _ms(started), _error(exc, model, self.name))
+                    error = _error(exc, model, self.name)
+                    return BackendReply(None, attempts, _ms(started), error, unreachable=down)
             except PtxplainError as exc:  # no time left, or the key file cannot be read
                 exc.model = exc.model or model
                 return BackendReply(None, attempts, _ms(started), exc)
             await asyncio.sleep(backoff)
             backoff *= 2
+
+    async def _handed_over(
+        self, model: str, request: bytes, deadline: float, release: _Once
+    ) -> Any:
+        """One call handed to TorchServe once the model's gate lets it through. If the caller
+        leaves or its deadline passes, the call runs on and keeps the slot until it ends."""
+        gate = self.gate(model)
+        try:
+            await asyncio.wait_for(gate.acquire(), timeout=max(deadline - time.monotonic(), 0.0))
+        except TimeoutError:
+            raise BackendTimeoutError(
+                f"backend {self.name!r}: the deadline passed while {gate.waiting} calls waited "
+                "for the model",
+                model=model,
+            ) from None
+        limit = max(deadline - time.monotonic(), 0.0)
+        task = asyncio.ensure_future(
+            self._call_with_token(request, max(limit, self.config.linger_s), model)
+        )
+        task.add_done_callback(lambda _: gate.release())
+        try:
+            return await asyncio.wait_for(asyncio.shield(task), timeout=limit)
+        except asyncio.CancelledError:
+            self._linger(task, release)
+            raise
+        except TimeoutError:
+            self._linger(task, release)
+            raise BackendTimeoutError(
+                f"backend {self.name!r}: the model's deadline passed", model=model
+            ) from None
+
+    def _linger(self, task: asyncio.Task[Any], release: _Once) -> None:
+        """Keep the slot until TorchServe answers the abandoned call; drop the answer."""
+        if task.done():
+            return
+        release.keep()
+        self._lingering.add(task)
+
+        def done(finished: asyncio.Task[Any]) -> None:
+            self._lingering.discard(finished)
+            if not finished.cancelled():
+                finished.exception()  # retrieved: an abandoned call's failure is nobody's
+            release()
+
+        task.add_done_callback(done)
+
+    @property
+    def lingering(self) -> int:
+        """Calls whose caller left, still running in TorchServe."""
+        return len(self._lingering)
 
     async def _call_with_token(self, request: bytes, timeout_s: float, model: str) -> Any:
         if timeout_s <= 0:
@@ -174,9 +340,31 @@ class Backend:
         return await method(request, timeout=timeout_s, metadata=_bearer(fresh))
 
     async def close(self) -> None:
+        for task in list(self._lingering):
+            task.cancel()
         if self._channel is not None:
             await self._channel.close()
             self._channel = self._predict = None
+
+
+class _Once:
+    """A release run exactly once: at the end of the call, or later by whoever ``keep``s it."""
+
+    def __init__(self, action: Callable[[], None]) -> None:
+        self._action: Callable[[], None] | None = action
+        self._kept = False
+
+    def keep(self) -> None:
+        self._kept = True
+
+    def unless_kept(self) -> None:
+        if not self._kept:
+            self()
+
+    def __call__(self) -> None:
+        action, self._action = self._action, None
+        if action is not None:
+            action()
 
 
 def _ms(started: float) -> float:

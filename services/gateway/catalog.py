@@ -24,7 +24,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from ptxplain.errors import AuthError, BackendError, PtxplainError, UnknownModelError
+from ptxplain.errors import AuthError, BackendError, PtxplainError, UnknownModelError, quoted
 from ptxplain.v1 import explainer_pb2 as epb
 from services.gateway.backend import Backend
 from services.gateway.config import BackendConfig
@@ -119,6 +119,9 @@ class ModelDescription:
     version: str = ""
     detail: str = ""
     metadata: Mapping[str, Any] | None = None
+    # Calls worth handing over at once (0 = unknown): one per READY worker on CPU, where a batch
+    # costs as much as its items; batch size x READY workers on a GPU, where it costs about one.
+    capacity: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -224,12 +227,19 @@ class TorchServeMetadata:
             version=str(raw.get("modelVersion", "")),
             detail="" if ready else f"no READY worker (workers: {states or 'none'})",
             metadata=metadata if isinstance(metadata, Mapping) else None,
+            capacity=_capacity(raw, states.count("READY")),
         )
 
     def close(self) -> None:
         for client in self._clients.values():
             client.close()
         self._clients.clear()
+
+
+def _capacity(raw: Mapping[str, Any], ready_workers: int) -> int:
+    workers = raw.get("workers", [])
+    gpu = raw.get("deviceType") == "gpu" or any(w.get("gpu") is True for w in workers)
+    return ready_workers * (int(raw.get("batchSize", 1) or 1) if gpu else 1)
 
 
 class Catalog:
@@ -258,7 +268,9 @@ class Catalog:
             return self._models[model]
         except KeyError:
             known = ", ".join(sorted(self._models)) or "none"
-            raise UnknownModelError(f"unknown model {model!r}; served models: {known}") from None
+            raise UnknownModelError(
+                f"unknown model {quoted(model)}; served models: {known}"
+            ) from None
 
     def backend_for(self, model: str) -> Backend:
         return self.backends[self.get(model).backend]
@@ -286,6 +298,12 @@ class Catalog:
         info = self._models.get(model)
         if info is not None and (info.ready, info.detail) != (ready, detail):
             self._models[model] = dataclasses.replace(info, ready=ready, detail=detail)
+
+    def observe_backend(self, backend: str, ready: bool, detail: str = "") -> None:
+        """Readiness of every model of one backend, learnt from a call that could not connect."""
+        for info in self.models():
+            if info.backend == backend:
+                self.observe(info.name, ready, detail)
 
     async def refresh(self) -> None:
         """Ask every backend (concurrently) for its models and their state."""
@@ -337,6 +355,7 @@ class Catalog:
             info = info.with_metadata(described.metadata)
         if customized and described.ready:
             self._described.add(name)
+        backend.set_capacity(name, described.capacity)
         self._models[name] = info
 
     def _mark_unlisted(self, backend: Backend, exc: PtxplainError) -> None:

@@ -12,13 +12,21 @@ A YAML file (``--config`` or ``$PTXPLAIN_GATEWAY_CONFIG``; or the YAML text itse
     model_timeouts_s: {vit_s16: 10}
     client_token_file: secrets/gateway-token   # or $PTXPLAIN_GATEWAY_TOKEN; off when absent
     tls: {cert: tls/server.crt, key: tls/server.key}
+    allowed_hosts: [localhost, 127.0.0.1, "::1"]  # HTTP Host names served; default: the
+                               # loopback names when bound to loopback, else any ("*")
+    allowed_origins: []        # other origins that may POST (same origin always may)
+    http_limits: {header_timeout_s: 10, body_timeout_s: 30, keep_alive_s: 5, max_connections: 256}
     backends:                  # model -> endpoint map: one TorchServe, several, or pods
       - name: local
         grpc: 127.0.0.1:7070
         management: http://127.0.0.1:8081
         key_file: run/torchserve/key_file.json   # TorchServe's token file; absent = auth off
         models: all            # or a list; `all` = what the management API lists
-        max_in_flight: 32
+        max_in_flight: 32      # calls admitted at once (past it: RESOURCE_EXHAUSTED / 429)
+        max_sent_per_model: null   # handed to TorchServe at once; null = one per worker on
+                                   # CPU, batch size x workers on a GPU
+        linger_s: 120          # a call whose client left holds its slot until TorchServe
+                               # answers, at most this long
 
 Relative paths are resolved against the YAML file's folder. The schema is the pydantic models
 below (unknown keys refused); every failure is a :class:`~ptxplain.errors.ConfigError` naming
@@ -49,9 +57,11 @@ __all__ = [
     "CONFIG_YAML_ENV",
     "DEFAULT_MAX_RESPONSE_BYTES",
     "ENVELOPE_BYTES",
+    "LOOPBACK_NAMES",
     "TOKEN_ENV",
     "BackendConfig",
     "GatewayConfig",
+    "HttpLimits",
     "TlsConfig",
     "config_from_mapping",
     "is_loopback",
@@ -69,6 +79,7 @@ DEFAULT_MAX_RESPONSE_BYTES = 256 * 1024 * 1024
 Name = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
 Port = Annotated[int, Field(ge=0, le=65535)]
 Positive = Annotated[float, Field(gt=0)]
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
 
 
 def _describe(exc: pydantic.ValidationError, where: str) -> str:
@@ -114,6 +125,11 @@ class BackendConfig(_Config):
     models: tuple[Name, ...] = Field(default=("all",), min_length=1)
     key_file: Path | None = None
     max_in_flight: Annotated[int, Field(ge=1)] = 32
+    # Calls per model handed to TorchServe at once; None = one per READY worker on CPU, batch
+    # size x READY workers on a GPU (from the management API).
+    max_sent_per_model: Annotated[int, Field(ge=1)] | None = None
+    # How long a call whose client left (or whose deadline passed) may hold its slot.
+    linger_s: Positive = 120.0
     connect_retries: Annotated[int, Field(ge=0)] = 2
     # What that TorchServe accepts / answers (its max_request_size / max_response_size).
     max_request_bytes: int = DEFAULT_MAX_REQUEST_SIZE
@@ -142,6 +158,18 @@ class TlsConfig(_Config):
     key: pydantic.FilePath
 
 
+class HttpLimits(_Config):
+    """The HTTP twin's server limits: a connection whose request head is slower than
+    ``header_timeout_s`` is closed, a body stalled past ``body_timeout_s`` gets 408, an idle
+    keep-alive connection closes after ``keep_alive_s``, and past ``max_connections`` a request
+    gets 503 at once."""
+
+    header_timeout_s: Positive = 10.0
+    body_timeout_s: Positive = 30.0
+    keep_alive_s: Annotated[int, Field(ge=1)] = 5
+    max_connections: Annotated[int, Field(ge=1)] = 256
+
+
 class GatewayConfig(_Config):
     """Everything the gateway needs; build once, validate, pass down."""
 
@@ -161,6 +189,10 @@ class GatewayConfig(_Config):
     tls: TlsConfig | None = None
     allow_remote_without_token: bool = False
     json_logs: bool = True
+    # HTTP Host names served (None: the loopback names when bound to loopback, else any).
+    allowed_hosts: tuple[str, ...] | None = None
+    allowed_origins: tuple[str, ...] = ()
+    http_limits: HttpLimits = Field(default_factory=HttpLimits)
 
     @pydantic.model_validator(mode="after")
     def _check_backends(self) -> Self:
@@ -195,6 +227,13 @@ class GatewayConfig(_Config):
         """What the gateway's gRPC server accepts: the image cap plus the envelope, so an image
         just over the cap still arrives and is refused by the edge, naming the cap."""
         return self.max_image_bytes + ENVELOPE_BYTES
+
+    @property
+    def served_hosts(self) -> tuple[str, ...]:
+        """The Host names the HTTP twin answers; ``("*",)`` = any."""
+        if self.allowed_hosts is not None:
+            return tuple(h.lower() for h in self.allowed_hosts)
+        return LOOPBACK_NAMES if is_loopback(self.host) else ("*",)
 
     def timeout_for(self, model: str) -> float:
         return self.model_timeouts_s.get(model, self.default_timeout_s)

@@ -32,15 +32,6 @@ from services.gateway.metrics import GatewayMetrics
 __all__ = ["Gateway", "ModelOutcome", "all_failed_error"]
 
 log = logging.getLogger(__name__)
-_ERROR_BY_CODE: dict[Code, type[PtxplainError]] = {
-    Code.INVALID_ARGUMENT: errors.InvalidInputError,
-    Code.DEADLINE_EXCEEDED: errors.BackendTimeoutError,
-    Code.RESOURCE_EXHAUSTED: errors.OverloadedError,
-    Code.UNAUTHENTICATED: errors.AuthError,
-    Code.FAILED_PRECONDITION: errors.ConfigError,
-    Code.NOT_FOUND: errors.UnknownArchitectureError,
-    Code.INTERNAL: errors.InternalError,
-}
 
 
 def _ms(start: float, end: float | None = None) -> float:
@@ -105,7 +96,7 @@ def all_failed_error(outcomes: Sequence[ModelOutcome]) -> PtxplainError | None:
     codes = {o.code for o in outcomes}
     code = codes.pop() if len(codes) == 1 else Code.UNAVAILABLE
     summary = "; ".join(f"{o.model}: {o.message}" for o in outcomes)
-    error = _ERROR_BY_CODE.get(code, BackendError)(f"every model failed: {summary}")
+    error = errors.error_for_code(code, f"every model failed: {summary}")
     statuses = {o.http_status for o in outcomes}
     if error.code == code and len(statuses) == 1:
         error.http = statuses.pop()
@@ -119,10 +110,13 @@ class Gateway:
         self.config = config
         self.metrics = GatewayMetrics()
         self.backends = [Backend(b) for b in config.backends]
+        for backend in self.backends:
+            backend.on_in_flight = self.metrics.in_flight.labels(backend.name).set
         self.catalog = Catalog(self.backends, metadata or TorchServeMetadata())
         # Awaited with the readiness after each refresh (the gRPC health service listens).
         self.readiness_listeners: list[Callable[[bool], Awaitable[None]]] = []
         self._refresher: asyncio.Task[None] | None = None
+        self._announced: bool | None = None
         self._draining = False
         self._start_lock: asyncio.Lock | None = None
 
@@ -140,11 +134,19 @@ class Gateway:
 
     async def refresh(self) -> None:
         await self.catalog.refresh()
+        await self._announce(force=True)
+
+    async def _announce(self, force: bool = False) -> None:
+        """Tell the listeners (gRPC health) the readiness: after each refresh, and as soon as
+        what calls observe changes it."""
         for info in self.catalog.models():
             self.metrics.model_ready.labels(info.name).set(int(info.ready))
         unlisted = {u.backend: u.reason for u in self.catalog.unlisted()}
         self.metrics.observe_unlisted(self.catalog.backends, unlisted)
         ready = self.ready()
+        if not force and ready == self._announced:
+            return
+        self._announced = ready
         for listener in self.readiness_listeners:
             await listener(ready)
 
@@ -173,6 +175,7 @@ class Gateway:
     async def drain(self) -> None:
         """Report not ready from now on (health NOT_SERVING, /readyz 503): shutting down."""
         self._draining = True
+        self._announced = False
         for listener in self.readiness_listeners:
             await listener(False)
 
@@ -240,14 +243,12 @@ class Gateway:
         queue_ms = _ms(call.received, sent)
         info = self.catalog.get(model)
         backend = self.catalog.backend_for(model)
-        try:
-            with backend.slot(model):
-                reply = await self._call(backend, model, call)
-        except errors.OverloadedError as exc:
+        reply = await self._call(backend, model, call)
+        if isinstance(reply.error, errors.OverloadedError) and not reply.attempts:
             self.metrics.shed.labels(backend.name, model).inc()
-            reply = BackendReply(None, 0, 0.0, exc)
         outcome = self._outcome(model, info, reply, queue_ms)
         self._observe(backend, outcome, reply)
+        await self._announce()
         return outcome
 
     async def _call(self, backend: Backend, model: str, call: ExplainCall) -> BackendReply:
@@ -257,12 +258,7 @@ class Gateway:
                 "the client's deadline leaves no time to call the model", model=model
             )
             return BackendReply(None, 0, 0.0, error)
-        in_flight = self.metrics.in_flight.labels(backend.name)
-        in_flight.inc()
-        try:
-            return await backend.predict(model, call.shared_request, timeout)
-        finally:
-            in_flight.dec()
+        return await backend.predict(model, call.shared_request, timeout)
 
     def _outcome(
         self, model: str, info: ModelInfo, reply: BackendReply, queue_ms: float
@@ -277,7 +273,8 @@ class Gateway:
             http = head.status.http_status or errors.http_status(code)
         else:
             assert reply.error is not None
-            code, message, http = reply.error.code, str(reply.error), reply.error.http_status
+            code, http = reply.error.code, reply.error.http_status
+            message = errors.client_message(reply.error.message)
             trained, handler = info.trained, None
         timings = epb.GatewayTimings(
             queue_ms=queue_ms,
@@ -299,5 +296,7 @@ class Gateway:
             return
         if not isinstance(error, errors.OverloadedError) or reply.attempts:
             self.metrics.backend_errors.labels(backend.name, outcome.model, error.code.name).inc()
-        if type(error) is BackendError:  # unreachable or failing: not ready until it answers
+        if reply.unreachable:  # the backend is down: none of its models can answer
+            self.catalog.observe_backend(backend.name, False, str(error))
+        elif type(error) is BackendError:  # failing: not ready until it answers
             self.catalog.observe(outcome.model, False, str(error))

@@ -8,6 +8,12 @@ request id (the client's ``x-request-id`` if it sent a usable one), returns it i
 and trailing metadata, checks the client's bearer token when one is configured (health checks
 stay open for probes), counts the request and writes its access-log line.
 
+Requests arrive as bytes and are parsed inside the call (not by grpc's deserializer, whose
+failures reach the client as UNKNOWN), so bytes that are no ``ExplainRequest`` (not protobuf,
+invalid UTF-8 in a string field, a broken ``options``) are INVALID_ARGUMENT naming the problem.
+Every status message is bounded and ASCII-escaped (:func:`ptxplain.errors.client_message`): a
+request's own text echoed at full length would pass the client's metadata limit.
+
 Responses carrying model results are serialized as the internal twins ``ModelResultBytes`` /
 ``ExplainResponseBytes`` (explainer.proto): the handlers' result bytes go into the response as
 they came from TorchServe, never parsed and re-encoded; clients parse the public messages.
@@ -23,10 +29,19 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
+from google.protobuf.message import DecodeError as ProtobufDecodeError
+from google.protobuf.message import Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from ptxplain.errors import AuthError, ConfigError, DecodeError, PtxplainError
+from ptxplain.errors import (
+    AuthError,
+    ConfigError,
+    DecodeError,
+    InvalidInputError,
+    PtxplainError,
+    client_message,
+)
 from ptxplain.explain.options import ExplainOptions
 from ptxplain.v1 import explainer_pb2 as epb
 from services.gateway.config import GatewayConfig
@@ -62,14 +77,24 @@ def _identity(data: bytes) -> bytes:
     return data
 
 
+def _parse(message: type[Message], raw: bytes) -> Any:
+    """``raw`` as ``message``; bytes that are not one are the client's error."""
+    try:
+        return message.FromString(raw)
+    except (ProtobufDecodeError, RuntimeError, ValueError) as exc:
+        name = message.DESCRIPTOR.full_name
+        raise InvalidInputError(f"the request is not a valid {name}: {exc}") from exc
+
+
 class ExplainerService:
     """The three RPCs on the shared :class:`Gateway` core."""
 
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
 
-    async def _prepare(self, request: epb.ExplainRequest, context: Any) -> ExplainCall:
+    async def _prepare(self, raw: bytes, context: Any) -> ExplainCall:
         received = time.perf_counter()
+        request = _parse(epb.ExplainRequest, raw)
         call = await self.gateway.prepare(
             request_id=request_id_var.get(),
             image=request.image,
@@ -81,7 +106,7 @@ class ExplainerService:
         note(models=list(call.models), image_format=call.image_format, image_bytes=call.image_bytes)
         return call
 
-    async def explain(self, request: epb.ExplainRequest, context: Any) -> bytes:
+    async def explain(self, request: bytes, context: Any) -> bytes:
         call = await self._prepare(request, context)
         outcomes = await self.gateway.explain(call)
         note(results={o.model: o.code.name for o in outcomes})
@@ -96,9 +121,7 @@ class ExplainerService:
             total_ms=(time.perf_counter() - call.received) * 1000.0,
         ).SerializeToString()
 
-    async def explain_stream(
-        self, request: epb.ExplainRequest, context: Any
-    ) -> AsyncIterator[bytes]:
+    async def explain_stream(self, request: bytes, context: Any) -> AsyncIterator[bytes]:
         """Successes as they come; failures held back until a first success went out."""
         call = await self._prepare(request, context)
         held: list[ModelOutcome] = []
@@ -119,9 +142,8 @@ class ExplainerService:
         if failed is not None:
             raise failed
 
-    async def list_models(
-        self, request: epb.ListModelsRequest, context: Any
-    ) -> epb.ListModelsResponse:
+    async def list_models(self, request: bytes, context: Any) -> epb.ListModelsResponse:
+        _parse(epb.ListModelsRequest, request)
         await self.gateway.start()
         catalog = self.gateway.catalog
         return epb.ListModelsResponse(
@@ -132,19 +154,20 @@ class ExplainerService:
 
 def explainer_handler(service: ExplainerService) -> grpc.GenericRpcHandler:
     """The Explainer service with pass-through serializers for the result-carrying RPCs."""
-    request = epb.ExplainRequest.FromString
     return grpc.method_handlers_generic_handler(
         SERVICE_NAME,
         {
             "Explain": grpc.unary_unary_rpc_method_handler(
-                service.explain, request_deserializer=request, response_serializer=_identity
+                service.explain, request_deserializer=_identity, response_serializer=_identity
             ),
             "ExplainStream": grpc.unary_stream_rpc_method_handler(
-                service.explain_stream, request_deserializer=request, response_serializer=_identity
+                service.explain_stream,
+                request_deserializer=_identity,
+                response_serializer=_identity,
             ),
             "ListModels": grpc.unary_unary_rpc_method_handler(
                 service.list_models,
-                request_deserializer=epb.ListModelsRequest.FromString,
+                request_deserializer=_identity,
                 response_serializer=epb.ListModelsResponse.SerializeToString,
             ),
         },
@@ -232,8 +255,9 @@ class GatewayInterceptor(grpc.aio.ServerInterceptor):
         pair = state["metadata"]
         if isinstance(exc, PtxplainError):
             state["code"] = exc.code.grpc_name
-            note(error=str(exc) if not _may_echo_bytes(exc) else type(exc).__name__)
-            await context.abort(grpc.StatusCode[exc.code.grpc_name], str(exc), pair)
+            message = client_message(str(exc))
+            note(error=message if not _may_echo_bytes(exc) else type(exc).__name__)
+            await context.abort(grpc.StatusCode[exc.code.grpc_name], message, pair)
         elif isinstance(exc, asyncio.CancelledError):
             state["code"] = "CANCELLED"
         elif not isinstance(exc, grpc.aio.AbortError) and isinstance(exc, Exception):

@@ -24,7 +24,10 @@ the TorchServe habit; services/gateway/http_body.py).
 
 Errors become HTTP responses in ONE handler set (:func:`_install_error_handlers`), from
 :mod:`ptxplain.errors`; under ``/v2`` the body has the protocol's shape, ``{"error": message}``.
-Every response carries ``X-Request-ID``.
+Every response carries ``X-Request-ID``. Before any route, the guard
+(services/gateway/http_guard.py) checks the Host, the Origin of state-changing requests and the
+body's pace, for every route including apps mounted later. Unknown query parameters are an
+error; a 405 names the allowed methods in ``Allow``.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from ptxplain.errors import (
 )
 from services.gateway.fanout import Gateway, all_failed_error
 from services.gateway.http_body import is_multipart, read_body, read_form
+from services.gateway.http_guard import HttpGuard
 from services.gateway.http_json import (
     ErrorBody,
     ExplainBody,
@@ -241,7 +245,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         assert isinstance(exc, StarletteHTTPException)
         code = {404: Code.NOT_FOUND, 405: Code.INVALID_ARGUMENT}.get(exc.status_code, Code.UNKNOWN)
         body = _body(code, str(exc.detail), "", request.url.path)
-        return JSONResponse(body, status_code=exc.status_code)
+        return JSONResponse(body, status_code=exc.status_code, headers=exc.headers)
 
     app.add_exception_handler(PtxplainError, ptxplain_error)
     app.add_exception_handler(RequestValidationError, invalid_request)
@@ -249,7 +253,14 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def _install_middleware(app: FastAPI, gateway: Gateway) -> None:
-    token = gateway.config.client_token
+    config = gateway.config
+    app.add_middleware(
+        HttpGuard,
+        hosts=config.served_hosts,
+        origins=config.allowed_origins,
+        body_timeout_s=config.http_limits.body_timeout_s,
+    )
+    token = config.client_token
     expected = f"Bearer {token}".encode() if token else None
 
     @app.middleware("http")

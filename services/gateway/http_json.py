@@ -12,10 +12,10 @@ import base64
 import time
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
-from ptxplain.errors import Code
-from ptxplain.explain.options import ENCODING_BY_PROTO, ExplainOptions
+from ptxplain.errors import Code, client_message
+from ptxplain.explain.options import ENCODING_BY_PROTO, ExplainOptions, method_names
 from ptxplain.v1 import result_pb2 as pb
 from services.gateway.catalog import Catalog, ModelInfo
 from services.gateway.edge import ExplainCall
@@ -88,7 +88,10 @@ class ExplainResponseBody(BaseModel):
 
 
 class ExplainQuery(BaseModel):
-    """The query parameters of ``POST /v1/explain`` (the handler checks the option values)."""
+    """The query parameters of ``POST /v1/explain`` (the handler checks the option values);
+    an unknown key is an error (``?method=hirescam`` must not silently mean gradcam)."""
+
+    model_config = ConfigDict(extra="forbid")
 
     models: list[str] = Field(
         default_factory=list,
@@ -107,9 +110,8 @@ class ExplainQuery(BaseModel):
         return [name.strip() for value in self.models for name in value.split(",") if name.strip()]
 
     def call_options(self) -> ExplainOptions:
-        methods = self.methods.split(",") if self.methods else []
         return ExplainOptions(
-            methods=tuple(m.strip() for m in methods if m.strip()),
+            methods=method_names([self.methods] if self.methods is not None else []),
             target=self.target or "",
             map_size=self.map_size or "",
             map_encoding=self.map_encoding,
@@ -119,7 +121,9 @@ class ExplainQuery(BaseModel):
 
 
 class ExplainBody(BaseModel):
-    """The JSON request body (``Content-Type: application/json``)."""
+    """The JSON request body (``Content-Type: application/json``); unknown keys are an error."""
+
+    model_config = ConfigDict(extra="forbid")
 
     image: str = Field(description="the image file (PNG, JPEG or DICOM), base64")
     models: list[str] = Field(default_factory=list, description="empty = every ready model")
@@ -169,8 +173,9 @@ class ErrorBody(BaseModel):
 
 
 def error_body(code: Code, message: str, model: str, request_id: str) -> dict[str, Any]:
+    """An HTTP error's JSON; the message bounded and ASCII-escaped (it may quote the request)."""
     return {
-        "error": {"code": code.name, "message": message, "model": model},
+        "error": {"code": code.name, "message": client_message(message), "model": model},
         "request_id": request_id,
     }
 

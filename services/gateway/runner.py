@@ -22,6 +22,7 @@ from services.gateway.config import GatewayConfig
 from services.gateway.fanout import Gateway
 from services.gateway.grpc_service import create_server
 from services.gateway.http_app import create_http_app
+from services.gateway.http_guard import guarded_protocol
 
 __all__ = ["HttpServer", "RunningGateway", "serve", "start_gateway"]
 
@@ -60,13 +61,17 @@ class HttpServer:
         assert config.http_port is not None
         self._socket = _listen(config.host, config.http_port)
         self.port: int = self._socket.getsockname()[1]
-        tls = config.tls
+        tls, limits = config.tls, config.http_limits
         self._server = _EmbeddedUvicorn(
             uvicorn.Config(
                 create_http_app(gateway),
                 log_config=None,
                 access_log=False,
                 lifespan="off",
+                http=guarded_protocol(limits.header_timeout_s),
+                timeout_keep_alive=limits.keep_alive_s,
+                limit_concurrency=limits.max_connections,
+                h11_max_incomplete_event_size=64 * 1024,  # request head
                 timeout_graceful_shutdown=int(config.grace_s),
                 ssl_certfile=str(tls.cert) if tls else None,
                 ssl_keyfile=str(tls.key) if tls else None,

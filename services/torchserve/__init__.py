@@ -4,7 +4,7 @@ config      TorchServeConfig -> config.properties (ports, tokens, limits, worker
 process     start TorchServe as a process group we own, wait until ready, stop it
 auth        key_file.json, bearer tokens, refresh after a rejection
 client      prediction options / results and the REST client (ExplainResult + HTTP status)
-grpc_client the gRPC clients, blocking and grpc.aio
+grpc_client the blocking gRPC client and what a failed TorchServe gRPC call means
 management  list / describe models and their workers
 """
 
@@ -17,12 +17,7 @@ from services.torchserve.config import (
     Ports,
     TorchServeConfig,
 )
-from services.torchserve.grpc_client import (
-    AsyncGrpcClient,
-    GrpcClient,
-    aio_grpc_client,
-    grpc_client,
-)
+from services.torchserve.grpc_client import GrpcClient, error_from_rpc, grpc_client
 from services.torchserve.management import ManagementClient, ModelStatus, management_client
 from services.torchserve.process import TorchServeProcess, group_members, stop_pid_file
 
@@ -30,7 +25,6 @@ __all__ = [
     "DEFAULT_MAX_REQUEST_SIZE",
     "DEFAULT_MAX_RESPONSE_SIZE",
     "GATEWAY_IMAGE_CAP",
-    "AsyncGrpcClient",
     "GrpcClient",
     "KeyKind",
     "ManagementClient",
@@ -42,7 +36,7 @@ __all__ = [
     "TokenSource",
     "TorchServeConfig",
     "TorchServeProcess",
-    "aio_grpc_client",
+    "error_from_rpc",
     "group_members",
     "grpc_client",
     "management_client",

@@ -22,12 +22,10 @@ from ptxplain.errors import (
     AuthError,
     BackendError,
     BackendTimeoutError,
-    ImageTooLargeError,
     InternalError,
-    InvalidInputError,
-    OverloadedError,
     PtxplainError,
     UnknownModelError,
+    error_for_http,
 )
 from ptxplain.explain.options import ExplainOptions
 from ptxplain.v1 import result_pb2
@@ -74,24 +72,19 @@ def parse_result(body: bytes, model: str) -> result_pb2.ExplainResult:
 
 
 def _rest_error(answer: requests.Response, model: str) -> PtxplainError:
-    """Map TorchServe's own (JSON) error answers to ptxplain errors."""
+    """TorchServe's own (JSON) error answers as ptxplain errors: a 404 is an unknown model (the
+    URL names it), a 5xx its frontend or worker failing; the rest by the one status table."""
     try:
         detail = json.loads(answer.content).get("message", "")
-    except ValueError:
+    except (ValueError, AttributeError):
         detail = answer.text[:200]
     status = answer.status_code
     message = f"TorchServe answered {status}: {detail}".strip()
     if status == 404:
         return UnknownModelError(message, model=model)
-    if status == 413:
-        return ImageTooLargeError(message, model=model)
-    if status in (408, 504):
-        return BackendTimeoutError(message, model=model)
-    if status == 429:
-        return OverloadedError(message, model=model)
-    if 400 <= status < 500:
-        return InvalidInputError(message, model=model)
-    return BackendError(message, model=model)
+    if status >= 500 and status != 504:
+        return BackendError(message, model=model)
+    return error_for_http(status, message, model=model)
 
 
 class RestClient:

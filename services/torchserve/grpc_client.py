@@ -1,8 +1,10 @@
-"""TorchServe's gRPC inference API: a blocking client and a grpc.aio one (the gateway's).
+"""TorchServe's gRPC inference API: a blocking client (the gateway's own grpc.aio calls are in
+services/gateway/backend.py), and :func:`error_from_rpc`, what a failed TorchServe call means.
 
-Both reuse one channel (message-size caps from the config), send the bearer key as ``authorization``
-metadata and retry once after PERMISSION_DENIED / UNAUTHENTICATED with a refreshed key. A
-prediction is the handler's ``ExplainResult`` with its per-item HTTP status (see client.py).
+The client reuses one channel (message-size caps from the config), sends the bearer key as
+``authorization`` metadata and retries once after PERMISSION_DENIED / UNAUTHENTICATED with a
+refreshed key. A prediction is the handler's ``ExplainResult`` with its per-item HTTP status (see
+client.py).
 """
 
 from __future__ import annotations
@@ -14,14 +16,12 @@ import grpc
 from google.protobuf import empty_pb2
 
 from ptxplain.errors import (
-    AuthError,
     BackendError,
     BackendTimeoutError,
     ImageTooLargeError,
-    InvalidInputError,
-    OverloadedError,
     PtxplainError,
     UnknownModelError,
+    error_for_code,
 )
 from ptxplain.explain.options import ExplainOptions
 from ptxplain.torchserve import inference_pb2, inference_pb2_grpc
@@ -35,9 +35,7 @@ from services.torchserve.config import (
 
 __all__ = [
     "REJECTED_CODES",
-    "AsyncGrpcClient",
     "GrpcClient",
-    "aio_grpc_client",
     "error_from_rpc",
     "grpc_client",
 ]
@@ -67,21 +65,31 @@ def _prediction(response: Any, model: str) -> Prediction:
 
 
 def error_from_rpc(code: grpc.StatusCode, details: str, model: str, message: str) -> PtxplainError:
-    """The one mapping of a failed TorchServe gRPC call to a ptxplain error."""
-    # TorchServe 0.12 answers an unknown model with INTERNAL + ModelNotFoundException.
-    unknown = "ModelNotFoundException" in details or "model not found" in details.lower()
-    if code == grpc.StatusCode.NOT_FOUND or unknown:
+    """A failed TorchServe gRPC call as a ptxplain error: TorchServe 0.12's own quirks first,
+    then the one status table (:func:`ptxplain.errors.error_for_code`).
+
+    * an unknown model is INTERNAL + ModelNotFoundException;
+    * a worker that died mid-batch is "Worker died." under RESOURCE_EXHAUSTED (its HTTP 413) or
+      UNKNOWN (137): the model is unavailable, not busy;
+    * RESOURCE_EXHAUSTED otherwise means a message over a size cap (TorchServe has no 429).
+    """
+    lowered = details.lower()
+    if code == grpc.StatusCode.NOT_FOUND or "modelnotfoundexception" in lowered:
         return UnknownModelError(message, model=model)
+    if "worker died" in lowered or "worker error" in lowered:
+        return BackendError(f"{message} (the model's worker died; it restarts)", model=model)
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return BackendTimeoutError(f"{message} (the model's deadline passed)", model=model)
     if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        too_large = "larger than max" in details or "message length" in details.lower()
-        return (ImageTooLargeError if too_large else OverloadedError)(message, model=model)
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        return InvalidInputError(message, model=model)
-    if code in REJECTED_CODES:
-        return AuthError(message, model=model)
-    return BackendError(message, model=model)
+        too_large = "larger than max" in lowered or "message length" in lowered
+        return (
+            ImageTooLargeError(message, model=model)
+            if too_large
+            else BackendError(message, model=model)
+        )
+    if code in (grpc.StatusCode.INTERNAL, grpc.StatusCode.UNKNOWN):
+        return BackendError(message, model=model)  # TorchServe's frontend or worker failed
+    return error_for_code(code.value[0], message, model=model)
 
 
 def _grpc_error(exc: grpc.RpcError, model: str) -> PtxplainError:
@@ -151,90 +159,10 @@ class GrpcClient:
         self.close()
 
 
-class AsyncGrpcClient:
-    """gRPC client on ``grpc.aio``; the channel is opened on first use, inside the event loop."""
-
-    def __init__(
-        self,
-        target: str,
-        token: TokenSource | None = None,
-        timeout_s: float = 60.0,
-        max_send_bytes: int = DEFAULT_MAX_REQUEST_SIZE,
-        max_receive_bytes: int = DEFAULT_MAX_RESPONSE_SIZE,
-    ) -> None:
-        self.target = target
-        self.token = token
-        self.timeout_s = timeout_s
-        self._options = _channel_options(max_send_bytes, max_receive_bytes)
-        self._channel: grpc.aio.Channel | None = None
-        self._stub: Any = None
-
-    def _ensure_stub(self) -> Any:
-        if self._stub is None:
-            self._channel = grpc.aio.insecure_channel(self.target, options=self._options)
-            self._stub = inference_pb2_grpc.InferenceAPIsServiceStub(self._channel)
-        return self._stub
-
-    async def _call(self, name: str, request: Any, timeout_s: float, model: str) -> Any:
-        import asyncio
-
-        method = getattr(self._ensure_stub(), name)
-        sent = self.token.current() if self.token else None
-        try:
-            try:
-                return await method(request, timeout=timeout_s, metadata=_metadata(sent))
-            except grpc.RpcError as exc:
-                if not (self.token and sent and exc.code() in REJECTED_CODES):
-                    raise
-                fresh = await asyncio.to_thread(self.token.refresh, sent)
-                return await method(request, timeout=timeout_s, metadata=_metadata(fresh))
-        except grpc.RpcError as exc:
-            raise _grpc_error(exc, model) from exc
-
-    async def predict(
-        self,
-        model: str,
-        image: bytes,
-        options: ExplainOptions | None = None,
-        *,
-        timeout_s: float | None = None,
-    ) -> Prediction:
-        request = _predictions_request(model, image, options)
-        response = await self._call("Predictions", request, timeout_s or self.timeout_s, model)
-        return _prediction(response, model)
-
-    async def ping(self, *, timeout_s: float | None = None) -> dict[str, Any]:
-        response = await self._call("Ping", empty_pb2.Empty(), timeout_s or self.timeout_s, "")
-        return dict(json.loads(response.health))
-
-    async def close(self) -> None:
-        if self._channel is not None:
-            await self._channel.close()
-            self._channel = self._stub = None
-
-    async def __aenter__(self) -> AsyncGrpcClient:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-
 def grpc_client(
     config: TorchServeConfig, token: TokenSource | None = None, **kw: Any
 ) -> GrpcClient:
     return GrpcClient(
-        config.grpc_inference_target,
-        token or token_source(config),
-        max_send_bytes=config.max_request_size,
-        max_receive_bytes=config.max_response_size,
-        **kw,
-    )
-
-
-def aio_grpc_client(
-    config: TorchServeConfig, token: TokenSource | None = None, **kw: Any
-) -> AsyncGrpcClient:
-    return AsyncGrpcClient(
         config.grpc_inference_target,
         token or token_source(config),
         max_send_bytes=config.max_request_size,

@@ -54,7 +54,7 @@ def test_predictions_takes_a_form_upload_with_option_fields(
     [
         ("/predictions/bad", {}, 400, "bad item"),
         ("/predictions/ghost", {}, 400, "unknown model 'ghost'"),
-        ("/predictions/fast", {"colour": "red"}, 400, "unknown option(s) colour"),
+        ("/predictions/fast", {"colour": "red"}, 400, "unknown option(s) 'colour'"),
     ],
 )
 def test_predictions_errors(

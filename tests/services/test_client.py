@@ -25,7 +25,9 @@ from ptxplain.errors import (
 from ptxplain.explain.options import ExplainOptions
 from ptxplain.torchserve import inference_pb2, inference_pb2_grpc
 from ptxplain.v1 import result_pb2
-from services.torchserve import AsyncGrpcClient, GrpcClient, TokenSource
+from services.gateway.backend import Backend, encode_predictions_request
+from services.gateway.config import BackendConfig
+from services.torchserve import GrpcClient, TokenSource
 from services.torchserve.client import _rest_error
 from tests.services.test_auth import write_keys
 
@@ -122,17 +124,25 @@ def test_unreachable_server_is_a_backend_error() -> None:
         client.predict("m", b"png")
 
 
-def test_aio_client_predicts_concurrently_and_refreshes(
+def test_gateway_backend_predicts_concurrently_and_refreshes(
     fake: tuple[str, FakeInference, TokenSource],
 ) -> None:
+    """The async path (the gateway's Backend) on the same fake: concurrent calls, a new key."""
     target, servicer, token = fake
+    config = BackendConfig(
+        name="b", grpc=target, management="http://127.0.0.1:9", key_file=token.key_file
+    )
+    shared = encode_predictions_request({"data": b"png"})
 
     async def scenario() -> list[bool]:
-        async with AsyncGrpcClient(target, token, timeout_s=5) as client:
-            first = await client.predict("m", b"png")
+        backend = Backend(config)
+        try:
+            first = await backend.predict("m", shared, 5)
             write_keys(token.key_file, "k9")
-            rest = await asyncio.gather(*(client.predict("m", b"png") for _ in range(3)))
-            return [first.ok, *(p.ok for p in rest)]
+            rest = await asyncio.gather(*(backend.predict("m", shared, 5) for _ in range(3)))
+        finally:
+            await backend.close()
+        return [r.error is None and bool(r.raw) for r in (first, *rest)]
 
     assert asyncio.run(scenario()) == [True] * 4
     assert servicer.seen_keys[-1] == "Bearer k9"

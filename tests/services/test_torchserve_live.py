@@ -19,12 +19,13 @@ from PIL import Image
 from ptxplain.errors import BackendError, ImageTooLargeError, UnknownModelError
 from ptxplain.explain.options import ExplainOptions
 from ptxplain.v1 import result_pb2
+from services.gateway.backend import Backend, encode_predictions_request
+from services.gateway.config import BackendConfig
 from services.torchserve import (
     GrpcClient,
     Prediction,
     RestClient,
     TokenSource,
-    aio_grpc_client,
     grpc_client,
     management_client,
     rest_client,
@@ -115,14 +116,32 @@ def test_predictions_endpoint_takes_options_as_multipart_fields(rest: RestClient
     assert (result.maps[0].height, result.maps[0].width) == (16, 16)
 
 
-def test_aio_grpc_client_serves_concurrent_calls(torchserve: LiveTorchServe) -> None:
-    async def scenario() -> list[Prediction]:
-        async with aio_grpc_client(torchserve.config, timeout_s=60) as client:
-            calls = [client.predict(model, png(i), OPTIONS) for i, model in enumerate(LIVE_ARCHS)]
-            return await asyncio.gather(*calls)
+def test_gateway_backend_serves_concurrent_calls(torchserve: LiveTorchServe) -> None:
+    """The gateway's async path to TorchServe (services/gateway/backend.py), every family."""
+    ts = torchserve.config
+    config = BackendConfig(
+        name="live",
+        grpc=ts.grpc_inference_target,
+        management=ts.management_url,
+        key_file=ts.key_file,
+    )
+    inputs = {k: v.encode() for k, v in OPTIONS.to_inputs().items()}
 
-    for model, prediction in zip(LIVE_ARCHS, asyncio.run(scenario()), strict=True):
-        assert_explained(prediction, model)
+    async def scenario() -> list[bytes | None]:
+        backend = Backend(config)
+        try:
+            calls = [
+                backend.predict(model, encode_predictions_request({**inputs, "data": png(i)}), 60)
+                for i, model in enumerate(LIVE_ARCHS)
+            ]
+            return [reply.raw for reply in await asyncio.gather(*calls)]
+        finally:
+            await backend.close()
+
+    for model, raw in zip(LIVE_ARCHS, asyncio.run(scenario()), strict=True):
+        assert raw is not None
+        result = result_pb2.ExplainResult.FromString(raw)
+        assert_explained(Prediction(result, result.status.http_status or 200), model)
 
 
 def test_bad_items_in_a_batch_get_their_own_status(

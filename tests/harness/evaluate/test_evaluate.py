@@ -4,13 +4,14 @@ explainer client (the real gateway's end-to-end run is in test_evaluate_gateway.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 import torch
 
-from harness.evaluate.replay import ReplayConfig, replay
+from harness.evaluate.replay import FanOutAnswer, ReplayConfig, replay
 from harness.evaluate.run import EvaluateConfig, evaluate, load_test_split
 from harness.store import ResultsStore
 from ptxplain.errors import (
@@ -244,3 +245,42 @@ def test_calibrated_localization_and_paired_comparisons(data: Path, tmp_path: Pa
     with (tmp_path / "run" / "per_image.csv").open() as handle:
         row = next(r for r in csv.DictReader(handle) if r["grid"])
     assert row["grid"] == "7x7" and row["ideal:effective_heat_ratio"]
+
+
+@dataclasses.dataclass
+class CtrlCClient(FakeCatalogClient):
+    """Ctrl-C after ``interrupt_after`` calls (it reaches the replay loop as KeyboardInterrupt)."""
+
+    interrupt_after: int = 0
+
+    def explain(self, image_id: str, image: bytes) -> FanOutAnswer:
+        if len(self.calls) >= self.interrupt_after:
+            raise KeyboardInterrupt
+        return super().explain(image_id, image)
+
+
+def test_ctrl_c_says_one_line_exits_130_and_every_invocation_is_kept(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from ptxplain.cli import evaluate as cli_evaluate
+    from ptxplain.cli import main
+
+    records = records_of(data)
+    out = tmp_path / "run"
+    interrupted = CtrlCClient(records, interrupt_after=5)
+    monkeypatch.setattr(cli_evaluate, "_client", lambda args, models: interrupted)
+    argv = ["evaluate", "--data", str(data), "--gateway", "fake", "--out", str(out)]
+    argv += ["--concurrency", "1", "--n-boot", "20", "--no-progress", "--loadtest-dir", ""]
+    assert main(argv) == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        f"interrupted: 5 of {len(records)} stored; run the same command to resume"
+    ), err
+    assert "Traceback" not in "\n".join(err)
+    monkeypatch.setattr(cli_evaluate, "_client", lambda args, models: FakeCatalogClient(records))
+    assert main(argv) == 0
+    invocations = json.loads((out / "metrics.json").read_text())["run"]["invocations"]
+    assert [(i["stored"], i["already_done"], i["aborted"]) for i in invocations] == [
+        (5, 0, "interrupted"),
+        (len(records) - 5, 5, ""),
+    ]
