@@ -273,23 +273,3 @@ def report_lines(figures: dict[str, Any]) -> list[str]:
             f"pass-through {gain['pass_through_us']:.1f} us"
         )
     return lines
-
-
-def run_gateway_cli(args: Any) -> int:
-    """``ptxplain bench gateway`` (arguments of ``ptxplain bench``)."""
-    from services.stack import DEFAULT_MODELS
-
-    models = (
-        DEFAULT_MODELS
-        if args.archs in ("all", "study")
-        else tuple(a.strip() for a in args.archs.split(",") if a.strip())
-    )
-    settings = GatewayBenchSettings(
-        models=models, size=args.size or 224, repeats=args.repeats, threads=args.threads
-    )
-    figures = run_gateway_bench(settings, say=lambda line: print(line, flush=True))
-    for line in report_lines(figures):
-        print(line)
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(figures, indent=2) + "\n")
-    return 0

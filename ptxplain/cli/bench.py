@@ -75,9 +75,7 @@ def _specs(selection: str) -> list:
 
 def run(args: argparse.Namespace) -> int:
     if args.suite == "gateway":
-        from harness.bench.gateway import run_gateway_cli
-
-        return run_gateway_cli(args)
+        return _gateway(args)
     if args.suite == "throughput":
         return _throughput(args)
     if args.suite == "gpu":
@@ -113,18 +111,45 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _throughput(args: argparse.Namespace) -> int:
-    from harness.bench.throughput import ThroughputSettings, report_lines, run_throughput_bench
+def _deploy_set(selection: str) -> tuple[str, ...]:
+    """``all`` / ``study``: the models ``make deploy`` serves; else the names given."""
     from services.stack import DEFAULT_MODELS
 
-    selection = args.archs
-    models = (
-        DEFAULT_MODELS
-        if selection in ("all", "study")
-        else tuple(a.strip() for a in selection.split(",") if a.strip())
+    if selection in ("all", "study"):
+        return DEFAULT_MODELS
+    return tuple(a.strip() for a in selection.split(",") if a.strip())
+
+
+def _emit(lines: list[str], figures: dict, json_out: str | None) -> int:
+    for line in lines:
+        print(line)
+    if json_out:
+        Path(json_out).write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+def _say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _gateway(args: argparse.Namespace) -> int:
+    from harness.bench.gateway import GatewayBenchSettings, report_lines, run_gateway_bench
+
+    settings = GatewayBenchSettings(
+        models=_deploy_set(args.archs),
+        size=args.size or 224,
+        repeats=args.repeats,
+        threads=args.threads,
     )
+    figures = run_gateway_bench(settings, say=_say)
+    return _emit(report_lines(figures), figures, args.json_out)
+
+
+def _throughput(args: argparse.Namespace) -> int:
+    from harness.bench.throughput import ThroughputSettings, report_lines, run_throughput_bench
+
     settings = ThroughputSettings(
-        models=models,
+        models=_deploy_set(args.archs),
         size=args.size or 96,
         threads=args.threads,
         batch_size=args.batch_size,
@@ -132,12 +157,8 @@ def _throughput(args: argparse.Namespace) -> int:
         seconds=args.seconds,
         transports=tuple(t.strip() for t in args.transports.split(",") if t.strip()),
     )
-    figures = run_throughput_bench(settings, say=lambda line: print(line, flush=True))
-    for line in report_lines(figures):
-        print(line)
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(figures, indent=2) + "\n")
-    return 0
+    figures = run_throughput_bench(settings, say=_say)
+    return _emit(report_lines(figures), figures, args.json_out)
 
 
 def _gpu(args: argparse.Namespace) -> int:
@@ -152,9 +173,5 @@ def _gpu(args: argparse.Namespace) -> int:
     if args.batches != "1,8":
         batches = tuple(int(b) for b in args.batches.split(","))
         settings = dataclasses.replace(settings, batches=batches)
-    figures = run_device_bench(settings, say=lambda line: print(line, flush=True))
-    for line in report_lines(figures):
-        print(line)
-    if args.json_out:
-        Path(args.json_out).write_text(json.dumps(figures, indent=2) + "\n")
-    return 0
+    figures = run_device_bench(settings, say=_say)
+    return _emit(report_lines(figures), figures, args.json_out)

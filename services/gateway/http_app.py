@@ -54,6 +54,7 @@ from ptxplain.errors import (
     InvalidOptionError,
     PtxplainError,
 )
+from services.gateway.edge import ExplainCall
 from services.gateway.fanout import Gateway, all_failed_error
 from services.gateway.http_body import is_multipart, read_body, read_form
 from services.gateway.http_guard import HttpGuard
@@ -155,13 +156,8 @@ def create_http_app(gateway: Gateway) -> FastAPI:
     )
     config = gateway.config
 
-    @app.post(
-        "/v1/explain",
-        response_model=ExplainResponseBody,
-        responses=_ERRORS,
-        openapi_extra=_BODY_DOC,
-    )
-    async def explain(request: Request, query: Annotated[ExplainQuery, Query()]) -> Response:
+    async def prepare(request: Request, query: ExplainQuery) -> ExplainCall:
+        """The body and query of an explain call, through the edge (both explain routes)."""
         received = time.perf_counter()
         image, body_models = await _image_and_models(request, config.max_image_bytes)
         call = await gateway.prepare(
@@ -173,6 +169,16 @@ def create_http_app(gateway: Gateway) -> FastAPI:
             timeout_s=query.timeout_s,
         )
         note(models=list(call.models), image_format=call.image_format, image_bytes=call.image_bytes)
+        return call
+
+    @app.post(
+        "/v1/explain",
+        response_model=ExplainResponseBody,
+        responses=_ERRORS,
+        openapi_extra=_BODY_DOC,
+    )
+    async def explain(request: Request, query: Annotated[ExplainQuery, Query()]) -> Response:
+        call = await prepare(request, query)
         outcomes = await gateway.explain(call)
         note(results={o.model: o.code.name for o in outcomes})
         failed = all_failed_error(outcomes)
@@ -206,7 +212,7 @@ def create_http_app(gateway: Gateway) -> FastAPI:
     async def metrics() -> Response:
         return Response(gateway.metrics.render(), media_type=METRICS_CONTENT_TYPE)
 
-    install_explain_stream(app, gateway, _image_and_models)
+    install_explain_stream(app, gateway, prepare)
     mount_viewer(app)
     app.include_router(create_oip_router(gateway))
     app.include_router(create_torchserve_router(gateway))

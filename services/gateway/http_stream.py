@@ -13,7 +13,6 @@ goes out.
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
@@ -21,16 +20,17 @@ from fastapi import FastAPI, Query, Request
 from fastapi.responses import StreamingResponse
 
 from services.gateway.catalog import Catalog
+from services.gateway.edge import ExplainCall
 from services.gateway.fanout import Gateway, ModelOutcome, all_failed_error
 from services.gateway.http_json import ExplainQuery, outcome_json
-from services.gateway.logs import note, request_id_var
+from services.gateway.logs import note
 
 __all__ = ["STREAM_PATH", "install_explain_stream"]
 
 STREAM_PATH = "/v1/explain/stream"
 NDJSON = "application/x-ndjson"
 # Reads (image, models named in a JSON body) from a request, refusing bodies over the cap.
-ImageReader = Callable[[Request, int], Awaitable[tuple[bytes, list[str]]]]
+CallPreparer = Callable[[Request, ExplainQuery], Awaitable[ExplainCall]]
 
 
 def _line(outcome: ModelOutcome, catalog: Catalog) -> bytes:
@@ -68,9 +68,8 @@ async def _lines(
         await outcomes.aclose()  # type: ignore[attr-defined]
 
 
-def install_explain_stream(app: FastAPI, gateway: Gateway, read_image: ImageReader) -> None:
-    """Add ``POST /v1/explain/stream`` to ``app`` (``read_image``: the twin's body reader)."""
-    config = gateway.config
+def install_explain_stream(app: FastAPI, gateway: Gateway, prepare: CallPreparer) -> None:
+    """Add ``POST /v1/explain/stream`` to ``app`` (``prepare``: the twin's request -> call)."""
 
     @app.post(
         STREAM_PATH, response_class=StreamingResponse, responses={200: {"content": {NDJSON: {}}}}
@@ -78,17 +77,7 @@ def install_explain_stream(app: FastAPI, gateway: Gateway, read_image: ImageRead
     async def explain_stream(
         request: Request, query: Annotated[ExplainQuery, Query()]
     ) -> StreamingResponse:
-        received = time.perf_counter()
-        image, body_models = await read_image(request, config.max_image_bytes)
-        call = await gateway.prepare(
-            request_id=request_id_var.get(),
-            image=image,
-            models=query.model_names() or body_models,
-            options=query.call_options(),
-            received=received,
-            timeout_s=query.timeout_s,
-        )
-        note(models=list(call.models), image_format=call.image_format, image_bytes=call.image_bytes)
+        call = await prepare(request, query)
         results: dict[str, str] = {}
         note(results=results)
         outcomes = gateway.outcomes(call)
