@@ -225,7 +225,8 @@ def render_case_with_drain(
     rng = _rng(config, 1, plan.index)
     geometry = sample_geometry(_rng(config, 2, plan.patient), rng, config.size)
     anatomy = draw_anatomy(rng, geometry)
-    regions, lesions = [], []
+    regions: list[np.ndarray] = []
+    lesions: list[LesionSpec] = []
     if plan.positive:
         anatomy, regions, lesions = _draw_pneumothorax(rng, config, anatomy, load_bank())
     mask = np.logical_or.reduce(regions) if regions else np.zeros(anatomy.lungs.shape, dtype=bool)
