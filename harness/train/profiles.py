@@ -19,8 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.train.run import TrainConfig, TrainImages, TrainResult, load_train_images, train
-from ptxplain.errors import InvalidOptionError
+from harness.train.config import is_finished, settings_key
+from harness.train.data import TrainValRecords, read_train_val
+from harness.train.provenance import check_finished
+from harness.train.run import TrainConfig, TrainImages, TrainResult, images_at, train
+from ptxplain.errors import ConfigError, InvalidOptionError
 
 __all__ = [
     "PROFILES",
@@ -146,6 +149,7 @@ def profile_configs(
         values = dataclasses.asdict(entry) | overrides
         values["augment"] = dataclasses.replace(base.augment, enabled=values["augment"])
         values["out"] = base.out / entry.arch
+        values["profile"] = profile.name
         configs.append(dataclasses.replace(base, **values))
     return configs
 
@@ -159,20 +163,48 @@ class ProfileOutcome:
     result: TrainResult | None
 
 
+def _plan(configs: list[TrainConfig], records: TrainValRecords) -> list[bool]:
+    """Per config: skip it (this very run is finished there)? Every finished folder holding
+    another run is reported at once, before anything trains, unless forced."""
+    skip, problems = [], []
+    for config in configs:
+        if not is_finished(config.out) or config.overwrite:
+            skip.append(False)
+            continue
+        key = settings_key(config, records.fingerprint)
+        try:
+            hyper = config.hyperparameters()
+            skip.append(
+                check_finished(config.out, records.provenance, key, hyper, force=config.force)
+            )
+        except ConfigError as exc:
+            problems.append(exc.message)
+    if problems:
+        raise ConfigError(" | ".join(problems))
+    return skip
+
+
 def run_profile(configs: list[TrainConfig]) -> list[ProfileOutcome]:
-    """Train each config in turn; skip finished ones, resume interrupted ones."""
+    """Train each config in turn; skip identical finished runs, resume interrupted ones, stop
+    (before training anything) at a finished one trained on other data or another recipe
+    unless forced."""
+    if not configs:
+        return []
+    records = read_train_val(configs[0].data, configs[0].read)
     cache: dict[int, TrainImages] = {}
     outcomes = []
-    for config in configs:
-        if config.finished and not config.overwrite:
-            log.info("%s: %s holds a trained model; skipped", config.arch, config.out)
+    for config, skip in zip(configs, _plan(configs, records), strict=True):
+        if skip:
+            log.info(
+                "%s: %s holds this very run (same data and recipe); skipped",
+                config.arch,
+                config.out,
+            )
             outcomes.append(ProfileOutcome(config.arch, config.out, True, 0.0, None))
             continue
         started = time.perf_counter()
         if config.size not in cache:
-            cache[config.size] = load_train_images(
-                config.data, config.read, config.size, config.progress
-            )
+            cache[config.size] = images_at(records, config.size, config.progress)
         result = train(dataclasses.replace(config, resume=True), cache[config.size])
         outcomes.append(
             ProfileOutcome(config.arch, config.out, False, time.perf_counter() - started, result)

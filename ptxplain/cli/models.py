@@ -1,9 +1,11 @@
 """Prepare the embedded default models: a phantom data set, a training profile, archives.
 
   1. data:    unless DATA holds a data set, write the profile's synthetic phantom set there
-  2. train:   `ptxplain train --profile PROFILE --data DATA --out CHECKPOINTS` (finished models
-              are skipped, interrupted ones resumed)
-  3. archive: one .mar per trained checkpoint into MODEL_STORE (existing archives are kept)
+  2. train:   `ptxplain train --profile PROFILE --data DATA --out CHECKPOINTS` (identical finished
+              runs are skipped, interrupted ones resumed; one trained on other data or with
+              another recipe stops with the difference unless --force)
+  3. archive: one .mar per trained checkpoint into MODEL_STORE (an archive of this very
+              checkpoint is kept; one trained on other data stops unless --force)
 
 `make deploy` runs this when model_store/ holds no archive. With real data, point --data at it
 (SIIM-ACR layout or the PNG / folder layouts; see docs/data.md).
@@ -34,6 +36,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the archives' device: auto = the model server's GPU where it has one "
         "(docs/archive.md)",
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="retrain checkpoints and rebuild archives made from other data or another recipe",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,9 +60,11 @@ def run(args: argparse.Namespace) -> int:
     train += ["--out", str(plan.checkpoints)]
     if args.threads:
         train += ["--threads", str(args.threads)]
+    if args.force:
+        train.append("--force")
     status = main(train)
     if status != 0:
         return status
-    archive_checkpoints(plan, say)
+    archive_checkpoints(plan, say, force=args.force)
     say(f"done in {time.perf_counter() - started:.0f}s")
     return 0

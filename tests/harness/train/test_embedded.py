@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from handlers.archive import WeightsSource, build_archive, read_archive_meta
 from harness.train.embedded import DefaultModelsPlan, archive_checkpoints, ensure_phantom
 from harness.train.profiles import PhantomRecipe, Profile, ProfileEntry
-from ptxplain.errors import InvalidOptionError
+from ptxplain.errors import ConfigError, InvalidOptionError
 from ptxplain.models.meta import META_FILENAME, ModelMeta
 from ptxplain.models.registry import get_spec
 from ptxplain.models.weights import save_weights
@@ -59,3 +60,43 @@ def test_trained_checkpoints_are_archived_and_missing_ones_named(tmp_path: Path)
     assert any("vit_s16 has no finished checkpoint" in line for line in lines)
     assert archive_checkpoints(plan(tmp_path), lines.append) == []
     assert "already there" in lines[-2]
+
+
+def _checkpoint(tmp_path: Path, fingerprint: str, dataset: str) -> None:
+    folder = tmp_path / "ckpt" / "resnet18"
+    spec = get_spec("resnet18")
+    torch.manual_seed(0)
+    save_weights(spec.build(64), folder / "weights.safetensors")
+    meta = ModelMeta.for_spec(
+        spec,
+        64,
+        trained=True,
+        data_fingerprint=fingerprint,
+        dataset=dataset,
+        synthetic=dataset == "phantom",
+        recipe={"settings_key": "k-" + fingerprint},
+    )
+    meta.write(folder / META_FILENAME)
+
+
+def test_an_archive_trained_on_other_data_stops_archiving_unless_forced(tmp_path: Path) -> None:
+    _checkpoint(tmp_path, "aaaa", "phantom")
+    lines: list[str] = []
+    archive_checkpoints(plan(tmp_path), lines.append)
+    _checkpoint(tmp_path, "bbbb", "siim")  # retrained on other data; the archive is stale
+    with pytest.raises(ConfigError, match=r"trained on phantom \(synthetic\).*trained on siim"):
+        archive_checkpoints(plan(tmp_path), lines.append)
+    assert read_archive_meta(tmp_path / "store" / "resnet18.mar").dataset == "phantom"
+    [rebuilt] = archive_checkpoints(plan(tmp_path), lines.append, force=True)
+    assert read_archive_meta(rebuilt.path).trained_on == "siim"
+    assert archive_checkpoints(plan(tmp_path), lines.append) == []
+    assert "already there (trained on siim)" in lines[-2]
+
+
+def test_a_random_init_archive_is_kept_with_a_notice(tmp_path: Path) -> None:
+    _checkpoint(tmp_path, "aaaa", "phantom")
+    build_archive("resnet18", tmp_path / "store", weights=WeightsSource(seed=0, input_size=64))
+    lines: list[str] = []
+    assert archive_checkpoints(plan(tmp_path), lines.append) == []
+    assert any("notice" in line and "random-init" in line for line in lines)
+    assert read_archive_meta(tmp_path / "store" / "resnet18.mar").trained_on == "untrained"
