@@ -30,10 +30,11 @@ from handlers.archive import (
 )
 from harness.phantom.generate import PhantomConfig, generate_phantom
 from harness.train.profiles import Profile
+from harness.train.provenance import DataProvenance
 from ptxplain.errors import ConfigError, InvalidOptionError
 from ptxplain.models.meta import META_FILENAME, ModelMeta
 
-__all__ = ["DefaultModelsPlan", "archive_checkpoints", "ensure_phantom"]
+__all__ = ["DefaultModelsPlan", "archive_checkpoints", "check_store", "ensure_phantom"]
 
 Say = Callable[[str], None]
 
@@ -68,6 +69,25 @@ def ensure_phantom(plan: DefaultModelsPlan, say: Say) -> None:
         f"data: wrote a synthetic phantom set ({recipe.n} images, {recipe.size} px, seed "
         f"{recipe.seed}) to {plan.data} in {time.perf_counter() - started:.0f}s"
     )
+
+
+def check_store(plan: DefaultModelsPlan, data: DataProvenance, say: Say) -> list[str]:
+    """Every archive in the model store against ``data`` (the provenance of ``plan.data``):
+    the archives trained on other data, one line each; random-init ones get a notice."""
+    stale = []
+    for archive in sorted(plan.model_store.glob("*.mar")):
+        meta = read_archive_meta(archive)
+        if not meta.trained:
+            say(f"store: notice: {archive.name} serves random-init weights (untrained)")
+        elif meta.data_fingerprint != data.fingerprint:
+            stale.append(
+                f"{archive} was trained on {meta.trained_on} (data fingerprint "
+                f"{meta.data_fingerprint[:12] or 'none'}), not on {plan.data}: {data.label} "
+                f"(fingerprint {data.fingerprint[:12]})"
+            )
+        else:
+            say(f"store: {archive.name} trained on {meta.trained_on}, the data in {plan.data}")
+    return stale
 
 
 def _same_model(archived: ModelMeta, checkpoint: ModelMeta) -> bool:
