@@ -19,8 +19,8 @@ __all__ = ["CONTRAST", "LINE_CONTRAST", "LesionSpec", "apply_lesion", "chest_tub
 
 # Ranges of the darkening inside the region and of the pleural line (attenuation units, before
 # the detector response) at ``lesion_contrast`` 1; the phantom's config scales both.
-CONTRAST = (0.01, 0.05)
-LINE_CONTRAST = (0.0, 0.06)
+CONTRAST = (0.012, 0.06)
+LINE_CONTRAST = (0.0, 0.072)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -90,10 +90,11 @@ def _study_entry(arch: str) -> ProfileEntry:
 
 
 def _quick(arch: str, **settings: Any) -> ProfileEntry:
-    """A quick-profile entry: 96 px (the phantom's own size), batches of 16, no augmentation
-    (the phantom already varies exposure, gamma, position, size and noise per image; on it,
-    augmentation delayed learning from scratch by several epochs, see docs/train.md)."""
-    values: dict[str, Any] = {"input_size": 96, "batch_size": 16, "augment": False, "patience": 6}
+    """A quick-profile entry: 128 px (the phantom's own size; CAM grids 4x4 for the CNNs, 8x8
+    for the ViT), batches of 16, no augmentation (the phantom already varies exposure, gamma,
+    position, size and noise per image; on it, augmentation delayed learning from scratch by
+    several epochs, see docs/train.md)."""
+    values: dict[str, Any] = {"input_size": 128, "batch_size": 16, "augment": False, "patience": 6}
     return ProfileEntry(arch=arch, **(values | settings))
 
 
@@ -111,15 +112,15 @@ _STUDY_ARCHS = (
 
 QUICK = Profile(
     name="quick",
-    description="5 models (ResNet-18/34/50, VGG-16-BN, ViT-S/16) at 96 px on CPU; see docs/train.md",
+    description="5 models (ResNet-18/34/50, VGG-16-BN, ViT-S/16) at 128 px on CPU; see docs/train.md",
     entries=(
         _quick("resnet18", epochs=12, lr=1e-3),
         _quick("resnet34", epochs=12, lr=1e-3),
         _quick("resnet50", epochs=20, lr=1e-3, zero_init_residual=True),
-        _quick("vgg16_bn", epochs=5, lr=1e-4),
+        _quick("vgg16_bn", epochs=6, lr=1e-4),
         _quick("vit_s16", epochs=12, lr=5e-5, weight_decay=0.05, warmup_epochs=2),
     ),
-    phantom=PhantomRecipe(n=1200, size=96, seed=0),
+    phantom=PhantomRecipe(n=1200, size=128, seed=0),
 )
 
 STUDY = Profile(
