@@ -56,7 +56,7 @@ def _store_settled(plan: Any, args: argparse.Namespace, say: Any) -> bool:
     """Check the store against the data; True when --if-empty finds archives and none stale."""
     from harness.data.dataset import ReadOptions
     from harness.train.data import read_train_val
-    from harness.train.default_models import check_store
+    from harness.train.embedded import check_store
     from ptxplain.errors import ConfigError
 
     if not any(plan.model_store.glob("*.mar")):

@@ -144,20 +144,22 @@ class ListModelsResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., unlisted_backends: _Optional[_Iterable[_Union[UnlistedBackend, _Mapping]]] = ...) -> None: ...
 
 class ModelResultBytes(_message.Message):
-    __slots__ = ("model", "status", "result", "gateway_timings", "architecture", "trained")
+    __slots__ = ("model", "status", "result", "gateway_timings", "architecture", "trained", "trained_on")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     GATEWAY_TIMINGS_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
     TRAINED_FIELD_NUMBER: _ClassVar[int]
+    TRAINED_ON_FIELD_NUMBER: _ClassVar[int]
     model: str
     status: _result_pb2.Status
     result: bytes
     gateway_timings: GatewayTimings
     architecture: str
     trained: bool
-    def __init__(self, model: _Optional[str] = ..., status: _Optional[_Union[_result_pb2.Status, _Mapping]] = ..., result: _Optional[bytes] = ..., gateway_timings: _Optional[_Union[GatewayTimings, _Mapping]] = ..., architecture: _Optional[str] = ..., trained: _Optional[bool] = ...) -> None: ...
+    trained_on: str
+    def __init__(self, model: _Optional[str] = ..., status: _Optional[_Union[_result_pb2.Status, _Mapping]] = ..., result: _Optional[bytes] = ..., gateway_timings: _Optional[_Union[GatewayTimings, _Mapping]] = ..., architecture: _Optional[str] = ..., trained: _Optional[bool] = ..., trained_on: _Optional[str] = ...) -> None: ...
 
 class ExplainResponseBytes(_message.Message):
     __slots__ = ("request_id", "results", "image_format", "image_bytes", "total_ms")
