@@ -12,7 +12,8 @@ import pytest
 from pydicom.data import get_testdata_file
 
 from harness.data.dicom_io import read_header, read_image_pixels
-from services.torchserve import PredictOptions, rest_client
+from ptxplain.explain.options import ExplainOptions
+from services.torchserve import rest_client
 from tests.conftest import LiveTorchServe
 
 NAMES = ("RG1_UNCR.dcm", "RG1_J2KR.dcm", "RG1_J2KI.dcm")
@@ -41,7 +42,7 @@ def test_served_end_to_end_with_identical_logits_for_lossless(torchserve: LiveTo
     with rest_client(torchserve.config, timeout_s=120) as client:
         for model in torchserve.models:
             results = {
-                n: client.predict(model, b, PredictOptions()).result for n, b in bodies.items()
+                n: client.predict(model, b, ExplainOptions()).result for n, b in bodies.items()
             }
             for name, result in results.items():
                 assert result.status.code == 0, f"{model} {name}: {result.status.message}"
