@@ -112,7 +112,7 @@ class _LungPolar:
 def _lung_polar(lung: np.ndarray) -> _LungPolar:
     rows, cols = np.nonzero(lung)
     cy, cx = (rows.min() + rows.max()) / 2, (cols.min() + cols.max()) / 2
-    dy, dx = rows + 0.5 - (cy + 0.5), cols + 0.5 - (cx + 0.5)
+    dy, dx = rows - cy, cols - cx
     angle, radius = np.arctan2(dy, dx), np.hypot(dy, dx) + 0.5
     bins = ((angle + np.pi) / (2 * np.pi) * _ANGLE_BINS).astype(np.int64) % _ANGLE_BINS
     edge = np.zeros(_ANGLE_BINS)
