@@ -30,7 +30,6 @@ import torch
 from torch import nn
 
 from harness.data.dataset import ReadOptions
-from harness.phantom.generate import TRUTH_NAME
 from harness.train.config import (
     OPTIMIZERS,
     PRECISIONS,
@@ -271,11 +270,6 @@ def _train_epochs(run: _Run) -> None:
                 last_save = time.perf_counter()
 
 
-def _trained_on(data: Path) -> str:
-    """What the model learned from: "synthetic phantom" for a set ``ptxplain phantom`` wrote."""
-    return "synthetic phantom" if (data / TRUTH_NAME).is_file() else data.name
-
-
 def _meta(run: _Run, val: Validation) -> ModelMeta:
     config, state = run.config, run.state
     choice = youden_threshold(val.labels, val.scores)
@@ -292,7 +286,6 @@ def _meta(run: _Run, val: Validation) -> ModelMeta:
     extra = {
         "threshold_rule": "youden_j_on_val",
         "init": run.init.source,
-        "trained_on": _trained_on(config.data),
         "class_weights": run.class_weights,
         "stopped_early": state.stopped_early,
         "hyperparameters": config.hyperparameters(),

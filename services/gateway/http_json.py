@@ -148,13 +148,14 @@ class ModelInfoBody(BaseModel):
     flops: int
     trained: bool
     weights_source: str
-    trained_on: str
-    data_fingerprint: str
-    cam_grid: list[int]
+    data_fingerprint: str = Field(description="SHA-256 of the training data and its split")
+    cam_grid: list[int] = Field(description="rows and columns of the CAM target layer's map")
     ready: bool
     detail: str
     methods: list[str] = Field(description="the CAM methods the model's handler serves")
-    trained_on: str = Field(description="what the weights were trained on; empty if unknown")
+    trained_on: str = Field(
+        description='"phantom (synthetic)", the data set\'s name, or "untrained"; empty if unknown'
+    )
 
 
 class UnlistedBackendBody(BaseModel):

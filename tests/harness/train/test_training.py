@@ -84,7 +84,7 @@ def test_short_run_writes_a_checkpoint_that_meta_and_weights_readers_accept(
     assert 0.0 <= meta.threshold <= 1.0 and len(meta.data_fingerprint) == 64
     assert {"val_auroc", "val_sensitivity", "val_specificity"} <= set(meta.metrics)
     assert meta.extra["threshold_rule"] == "youden_j_on_val"
-    assert meta.extra["trained_on"] == "synthetic phantom"
+    assert meta.trained_on == "phantom (synthetic)"
     assert len(meta.extra["history"]) == 2
     load_weights(get_spec("resnet18").build(SIZE), result.weights_path, "resnet18")
     assert not (tmp_path / "ckpt" / STATE_FILENAME).exists()
