@@ -11,7 +11,7 @@ export PTXPLAIN_TORCH_THREADS ?= 1
 PYTEST_ARGS ?=
 
 .PHONY: setup test lint format protos bench archive images deploy stop clean help \
-	models evaluate study-shortcut deploy-local stop-local deploy-compose stop-compose deploy-k8s stop-k8s loadtest
+	models evaluate study-shortcut preflight-local deploy-local stop-local deploy-compose stop-compose deploy-k8s stop-k8s loadtest
 
 help:  ## list the targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -64,19 +64,53 @@ GATEWAY_HTTP_PORT ?= 8000
 TS_PORTS ?= --ts-inference-port 8080 --ts-management-port 8081 --ts-metrics-port 8082 --ts-grpc-port 7070 --ts-grpc-management-port 7071
 DEPLOY_ARGS ?=
 
-# The embedded default (`make models`): with no archive in model_store/, `make deploy` first writes
-# the phantom data set, trains the quick CPU profile and archives it (each step skips what exists).
+# The embedded default (`make models`): the phantom data set, the quick CPU profile, archives (each
+# step skips what exists; archives or checkpoints trained on other data than DATA stop it unless
+# FORCE=1). `make deploy` runs it with --if-empty: with archives already in model_store/ it only
+# checks them against DATA.
 DATA ?= data/phantom
 CHECKPOINTS ?= checkpoints
 TRAIN_PROFILE ?= quick
 # The archives' device (docs/archive.md): auto = the model server's GPU where it has one.
 DEVICE ?= auto
+FORCE ?=
+MODELS_ARGS = --data $(DATA) --checkpoints $(CHECKPOINTS) --model-store $(MODEL_STORE) --profile $(TRAIN_PROFILE) --device $(DEVICE) $(if $(FORCE),--force)
 
-models: setup  ## phantom data -> quick CPU training -> archives (skips what exists; docs/train.md)
-	$(PTX) models --data $(DATA) --checkpoints $(CHECKPOINTS) --model-store $(MODEL_STORE) --profile $(TRAIN_PROFILE) --device $(DEVICE)
+models: setup  ## phantom data -> quick CPU training -> archives (skips what exists; FORCE=1 retrains other data; docs/train.md)
+	$(PTX) models $(MODELS_ARGS)
 
-deploy-local: setup  ## start TorchServe (every archive in model_store/) + the gateway in the background
-	@ls $(MODEL_STORE)/*.mar >/dev/null 2>&1 || $(MAKE) --no-print-directory models
+# What `make deploy` needs, checked before the venv install and any training: Python 3.11, Java 17+
+# (TorchServe), the stack's ports free on loopback, and disk (more before the first install).
+JAVA ?= java
+MIN_FREE_GIB ?= $(if $(wildcard $(STAMP)),2,8)
+DEPLOY_PORTS = $(GATEWAY_GRPC_PORT) $(GATEWAY_HTTP_PORT) $(filter-out --%,$(TS_PORTS))
+define port_probe
+import socket, sys
+busy = []
+for port in sys.argv[1:]:
+    probe = socket.socket()
+    probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        probe.bind(("127.0.0.1", int(port)))
+    except OSError:
+        busy.append(port)
+    finally:
+        probe.close()
+if busy:
+    sys.exit("error: port(s) " + " ".join(busy) + " in use on 127.0.0.1: is a stack already running"
+             " (make stop)? Or choose others, e.g. GATEWAY_HTTP_PORT=9000")
+endef
+export port_probe
+
+preflight-local:  ## check Python 3.11, Java 17+, free ports and disk for `make deploy` (runs first)
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "error: $(PYTHON) not found (Python 3.11 is required)" >&2; exit 1; }
+	@command -v $(JAVA) >/dev/null 2>&1 || { echo "error: TorchServe needs Java 17 or newer, and '$(JAVA)' is not on PATH (e.g. apt-get install openjdk-17-jre-headless)" >&2; exit 1; }
+	@v=$$($(JAVA) -version 2>&1 | sed -n 's/.*version "\([0-9]*\).*/\1/p' | head -1); [ "$${v:-0}" -ge 17 ] 2>/dev/null || { echo "error: TorchServe needs Java 17 or newer; '$(JAVA)' is version $${v:-unknown}" >&2; exit 1; }
+	@$(PYTHON) -c "$$port_probe" $(DEPLOY_PORTS)
+	@free=$$(df -Pk . | awk 'NR==2 {print int($$4 / 1048576)}'); [ "$$free" -ge $(MIN_FREE_GIB) ] || { echo "error: $$free GiB free here; make deploy needs $(MIN_FREE_GIB) GiB (virtualenv, phantom, checkpoints, archives)" >&2; exit 1; }
+
+deploy-local: preflight-local setup  ## start TorchServe (every archive in model_store/) + the gateway in the background
+	$(PTX) models $(MODELS_ARGS) --if-empty
 	$(PTX) deploy --model-store $(MODEL_STORE) --run-dir $(RUN_DIR) --grpc-port $(GATEWAY_GRPC_PORT) --http-port $(GATEWAY_HTTP_PORT) $(TS_PORTS) $(DEPLOY_ARGS)
 
 stop-local: setup  ## stop exactly what `make deploy` started (pid files in run/)

@@ -44,6 +44,7 @@ __all__ = [
     "build_all",
     "build_archive",
     "read_archive_file",
+    "read_archive_meta",
 ]
 
 ENTRY_FILENAME = "ptxplain_handler.py"
@@ -331,3 +332,13 @@ def read_archive_file(archive: Path, member: str) -> bytes:
     """One file of an archive, e.g. ``MAR-INF/MANIFEST.json``."""
     with zipfile.ZipFile(archive) as opened:
         return opened.read(member)
+
+
+def read_archive_meta(archive: Path) -> ModelMeta:
+    """The :class:`ModelMeta` an archive serves with (its provenance included)."""
+    try:
+        return ModelMeta.from_json(read_archive_file(archive, META_FILENAME))
+    except (OSError, KeyError, zipfile.BadZipFile) as exc:
+        raise WeightsError(f"{archive}: no readable {META_FILENAME} ({exc})") from exc
+    except WeightsError as exc:
+        raise WeightsError(f"{archive}: {exc.message}") from exc

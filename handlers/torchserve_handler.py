@@ -230,6 +230,7 @@ class PtxplainHandler:
             classes=list(self.meta.classes),
             threshold=self.meta.threshold,
             trained=self.meta.trained,
+            trained_on=self.meta.trained_on,
         )
         if item.error is None and explanation is not None:
             try:

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import gzip
 from collections import defaultdict
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import numpy as np
 
@@ -96,12 +98,19 @@ def _columns(path: Path, header: list[str]) -> tuple[int, int]:
     return names.index(_ID_COLUMN), names.index(_RLE_COLUMN)
 
 
+def _open_text(path: Path) -> IO[str]:
+    """The CSV as text; a ``.gz`` file (as torchxrayvision ships the real one) is unpacked."""
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt", newline="", encoding="utf-8-sig")
+    return path.open(newline="", encoding="utf-8-sig")
+
+
 def read_label_csv(path: Path) -> tuple[dict[str, list[LabelRow]], list[LabelRow]]:
     """Rows grouped by ImageId, plus rows with no ImageId at all (malformed)."""
     rows: dict[str, list[LabelRow]] = defaultdict(list)
     orphans: list[LabelRow] = []
     try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
+        with _open_text(path) as handle:
             reader = csv.reader(handle)
             id_col, rle_col = _columns(path, next(reader, []))
             width = max(id_col, rle_col) + 1
@@ -117,7 +126,7 @@ def read_label_csv(path: Path) -> tuple[dict[str, list[LabelRow]], list[LabelRow
                 )
                 row = LabelRow(reader.line_num, text, error)
                 (rows[image_id] if image_id else orphans).append(row)
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+    except (OSError, EOFError, UnicodeDecodeError, csv.Error) as exc:
         raise InvalidInputError(f"{path}: unreadable label CSV ({exc})") from exc
     return dict(rows), orphans
 

@@ -30,8 +30,9 @@ from harness.data.dicom_io import (
     write_dicom,
 )
 from harness.data.rle import RleEncoding, encode
-from harness.phantom.anatomy import draw_anatomy, sample_geometry
+from harness.phantom.anatomy import Anatomy, draw_anatomy, sample_geometry
 from harness.phantom.lesion import LesionSpec, apply_lesion, chest_tube, sample_lesion
+from harness.phantom.siim_shapes import ShapeBank, fit_to_lung, load_bank
 from ptxplain.errors import InvalidOptionError
 
 __all__ = [
@@ -50,8 +51,8 @@ __all__ = [
 BITS_STORED = 12
 CSV_NAME = "train-rle.csv"
 TRUTH_NAME = "phantom-truth.json"
-_BILATERAL_FRACTION = 0.1
 _MONOCHROME1_FRACTION = 0.1
+_MAX_DRAWS = 20
 _IMAGES_PER_PATIENT = ((1, 2, 3), (0.6, 0.25, 0.15))
 
 
@@ -65,6 +66,7 @@ class PhantomConfig:
     compressed_fraction: float = 0.3
     # share of negatives with a drain too (0: the drain marks positives only)
     negative_confounder_fraction: float = 0.0
+    lesion_contrast: float = 1.0
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -81,6 +83,10 @@ class PhantomConfig:
             if not 0.0 <= value <= 1.0:
                 flag = "--" + name.replace("_", "-")
                 raise InvalidOptionError(f"{flag} must be in [0, 1], got {value}")
+        if not 0.0 < self.lesion_contrast <= 10.0:
+            raise InvalidOptionError(
+                f"--lesion-contrast must be in (0, 10], got {self.lesion_contrast}"
+            )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -90,7 +96,6 @@ class _Plan:
     index: int
     patient: int
     positive: bool
-    bilateral: bool
     tube: bool
     syntax: UID
     monochrome1: bool
@@ -144,7 +149,6 @@ def plan_cases(config: PhantomConfig) -> list[_Plan]:
     positive = _chosen(rng, config.n, config.positive_fraction)
     tube = np.zeros(config.n, dtype=bool)
     tube[positive] = _chosen(rng, int(positive.sum()), config.confounder_fraction)
-    bilateral = positive & (rng.random(config.n) < _BILATERAL_FRACTION)
     patients, syntaxes = _patients(rng, config.n), _syntaxes(rng, config)
     mono1 = _chosen(rng, config.n, _MONOCHROME1_FRACTION)
     if config.negative_confounder_fraction > 0:  # drawn last: other configs keep their draws
@@ -154,7 +158,6 @@ def plan_cases(config: PhantomConfig) -> list[_Plan]:
             i,
             int(patients[i]),
             bool(positive[i]),
-            bool(bilateral[i]),
             bool(tube[i]),
             syntaxes[i],
             bool(mono1[i]),
@@ -179,6 +182,34 @@ def _expose(rng: np.random.Generator, attenuation: np.ndarray) -> np.ndarray:
     return np.clip(image, 0.0, 1.0)
 
 
+def _draw_pneumothorax(
+    rng: np.random.Generator, config: PhantomConfig, anatomy: Anatomy, bank: ShapeBank
+) -> tuple[Anatomy, list[np.ndarray], list[LesionSpec]]:
+    """One real SIIM-ACR mask (drawn at random) fitted into the lungs, one region per side; a
+    mask too small to leave a pixel at this size is replaced by another draw."""
+    for _ in range(_MAX_DRAWS):
+        index = int(rng.integers(len(bank)))
+        drawn, regions, lesions = anatomy, [], []
+        for part in bank.sides[index]:
+            region, growth = fit_to_lung(part, anatomy.lung_labels == part.side)
+            if not region.any():
+                continue
+            spec = sample_lesion(
+                rng,
+                side=part.side,
+                source=bank.ids[index],
+                source_area=round(part.area, 6),
+                scale=config.lesion_contrast,
+            )
+            spec = dataclasses.replace(spec, growth=round(growth, 3))
+            drawn = apply_lesion(drawn, spec, region)
+            regions.append(region)
+            lesions.append(spec)
+        if regions:
+            return drawn, regions, lesions
+    raise InvalidOptionError(f"--size {config.size}: no SIIM-ACR mask left a lesion pixel")
+
+
 def render_case(
     config: PhantomConfig, plan: _Plan
 ) -> tuple[np.ndarray, list[np.ndarray], list[LesionSpec]]:
@@ -194,19 +225,15 @@ def render_case_with_drain(
     rng = _rng(config, 1, plan.index)
     geometry = sample_geometry(_rng(config, 2, plan.patient), rng, config.size)
     anatomy = draw_anatomy(rng, geometry)
-    mask = np.zeros((config.size, config.size), dtype=bool)
-    sides = [1, 2] if plan.bilateral else [int(rng.integers(1, 3))] if plan.positive else []
-    min_pixels = max(6, config.size**2 // 8000)
-    lesions = [sample_lesion(rng, side, config.size, geometry.scale) for side in sides]
-    regions = []
-    for lesion in lesions:
-        anatomy, region = apply_lesion(anatomy, lesion, min_pixels)
-        regions.append(region)
-        mask |= region
+    regions: list[np.ndarray] = []
+    lesions: list[LesionSpec] = []
+    if plan.positive:
+        anatomy, regions, lesions = _draw_pneumothorax(rng, config, anatomy, load_bank())
+    mask = np.logical_or.reduce(regions) if regions else np.zeros(anatomy.lungs.shape, dtype=bool)
     attenuation = anatomy.base + anatomy.markings
     drain = np.zeros(mask.shape, dtype=np.float32)
     if plan.tube:
-        side = sides[0] if sides else int(rng.integers(1, 3))
+        side = lesions[0].side if lesions else int(rng.integers(1, 3))
         drain = chest_tube(rng, anatomy, side, mask)
         attenuation = attenuation + 0.3 * drain
     image = _expose(rng, attenuation)

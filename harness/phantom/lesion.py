@@ -1,11 +1,9 @@
 """The phantom's pneumothorax (and its chest-drain confounder).
 
-A pneumothorax is a crescent of one lung field along its apex or lateral edge: the pixels
-whose distance to the lung's edge is below a depth profile that peaks mid-sector and tapers to
-zero at the sector's ends. Inside it the lung markings are removed and the field is a little
-darker (more air); its inner border, the visceral pleura, is drawn as a thin bright line just
-*outside* the region. The ground-truth mask is exactly the region. Distributions are in
-docs/phantom.md.
+The region is a real SIIM-ACR mask fitted into one lung field (:mod:`harness.phantom.siim_shapes`).
+Inside it the lung markings are removed and the field is a little darker (more air); its
+inner border, the visceral pleura, is drawn as a thin bright line just *outside* the region.
+The ground-truth mask is exactly the region. Contrast distributions are in docs/phantom.md.
 """
 
 from __future__ import annotations
@@ -17,74 +15,46 @@ from scipy import ndimage
 
 from harness.phantom.anatomy import Anatomy
 
-__all__ = ["LesionSpec", "apply_lesion", "chest_tube", "sample_lesion"]
+__all__ = ["CONTRAST", "LINE_CONTRAST", "LesionSpec", "apply_lesion", "chest_tube", "sample_lesion"]
 
-_SITES = {"apex": (0.0, 0.3), "lateral": (0.6, 1.0)}
+# Ranges of the darkening inside the region and of the pleural line (attenuation units, before
+# the detector response) at ``lesion_contrast`` 1; the phantom's config scales both.
+CONTRAST = (0.012, 0.06)
+LINE_CONTRAST = (0.0, 0.072)
 
 
 @dataclasses.dataclass(frozen=True)
 class LesionSpec:
     side: int  # 1 = image-left lung, 2 = image-right lung
-    site: str  # "apex" or "lateral"
-    direction: float  # radians from the lung centre; 0 = image right, -pi/2 = up
-    half_angle: float  # radians: half the angular extent of the crescent
-    depth: float  # pixels: the crescent's maximum thickness
+    source: str  # SIIM-ACR ImageId whose mask gave the shape
+    source_area: float  # the real side mask's share of its image
+    growth: float  # pixels the placed shape grew (< 0: shrank) to keep the real area
     contrast: float  # darkening inside the region (attenuation units)
     line_contrast: float  # brightness of the visceral pleural line
 
 
-def sample_lesion(rng: np.random.Generator, side: int, size: int, scale: float) -> LesionSpec:
-    """One crescent: site 50/50, depth log-uniform 1%..8% of the patient size."""
-    site = "apex" if rng.random() < 0.5 else "lateral"
-    lateral = np.pi if side == 1 else 0.0
-    up = -np.pi / 2
-    frac = float(rng.uniform(*_SITES[site]))
+def sample_lesion(
+    rng: np.random.Generator, *, side: int, source: str, source_area: float, scale: float
+) -> LesionSpec:
+    """Contrast and pleural line drawn uniformly from the ranges above, times ``scale``."""
     return LesionSpec(
         side=side,
-        site=site,
-        direction=up + frac * float(_wrap(lateral - up)),
-        half_angle=float(rng.uniform(0.5, 1.2)),
-        depth=float(np.exp(rng.uniform(np.log(0.01), np.log(0.08)))) * size * scale,
-        contrast=float(rng.uniform(0.02, 0.07)),
-        line_contrast=float(rng.uniform(0.04, 0.1)),
+        source=source,
+        source_area=source_area,
+        growth=0.0,
+        contrast=float(rng.uniform(*CONTRAST)) * scale,
+        line_contrast=float(rng.uniform(*LINE_CONTRAST)) * scale,
     )
 
 
-def _wrap(angle: np.ndarray | float) -> np.ndarray:
-    return np.asarray((np.asarray(angle) + np.pi) % (2 * np.pi) - np.pi)
-
-
-def _region(anatomy: Anatomy, spec: LesionSpec, depth: float) -> np.ndarray:
-    lung = anatomy.lung_labels == spec.side
-    rows, cols = np.indices(lung.shape, dtype=np.float32)
-    cy, cx = anatomy.lung_centres[spec.side - 1]
-    offset = _wrap(np.arctan2(rows - cy, cols - cx) - spec.direction)
-    profile = np.clip(np.cos(0.5 * np.pi * offset / spec.half_angle), 0.0, 1.0) ** 0.6
-    profile[np.abs(offset) > spec.half_angle] = 0.0
-    inside = ndimage.distance_transform_edt(lung)
-    return lung & (inside < depth * profile)
-
-
-def lesion_region(anatomy: Anatomy, spec: LesionSpec, min_pixels: int) -> np.ndarray:
-    """The crescent; grown (depth x1.5, at most 6 times) until it has ``min_pixels``."""
-    depth = spec.depth
-    for _ in range(6):
-        region = _region(anatomy, spec, depth)
-        if int(region.sum()) >= min_pixels:
-            return region
-        depth *= 1.5
-    return region
-
-
-def apply_lesion(anatomy: Anatomy, spec: LesionSpec, min_pixels: int) -> tuple[Anatomy, np.ndarray]:
-    """``anatomy`` with the pneumothorax drawn in, and its exact mask."""
-    region = lesion_region(anatomy, spec, min_pixels)
+def apply_lesion(anatomy: Anatomy, spec: LesionSpec, region: np.ndarray) -> Anatomy:
+    """``anatomy`` with the pneumothorax ``region`` (bool, inside lung ``spec.side``) drawn in."""
     lung = anatomy.lung_labels == spec.side
     ring = ndimage.binary_dilation(region) & lung & ~region
     line = ndimage.gaussian_filter(ring.astype(np.float32), 0.5) * ~region
     base = (anatomy.base - spec.contrast * region + spec.line_contrast * line).astype(np.float32)
     markings = anatomy.markings * ~region
-    return dataclasses.replace(anatomy, base=base, markings=markings), region
+    return dataclasses.replace(anatomy, base=base, markings=markings)
 
 
 def _bezier(p0: np.ndarray, p1: np.ndarray, p2: np.ndarray, n: int) -> np.ndarray:

@@ -60,12 +60,14 @@ class TrainConfig:
     precision: str = "fp32"  # training steps in "fp32" or "bf16" autocast (see resolve_precision)
     patience: int = 5
     resume: bool = False
-    overwrite: bool = False
+    overwrite: bool = False  # discard whatever OUT holds
+    force: bool = False  # retrain a finished model that is not this run (else: an error)
     stop_after: int | None = None  # leave the run resumable after this many epochs in total
     state_every_s: float = 0.0  # write train-state.pt when this long has passed (0: every epoch)
     augment: AugmentConfig = dataclasses.field(default_factory=AugmentConfig)
     read: ReadOptions = dataclasses.field(default_factory=ReadOptions)
     progress: bool = True
+    profile: str = ""  # the profile this run belongs to ("" for a single --arch run)
 
     def __post_init__(self) -> None:
         checks = {

@@ -22,6 +22,7 @@ import torch
 from harness.data.dataset import ImageRecord, ReadOptions
 from harness.data.layouts import open_dataset
 from harness.data.split import load_or_create_split
+from harness.train.provenance import DataProvenance, provenance_of
 from ptxplain.imaging.preprocess import letterbox, to_model_input
 
 __all__ = ["ImageTensors", "TrainValRecords", "load_images", "model_batch", "read_train_val"]
@@ -37,6 +38,7 @@ class TrainValRecords:
     val: tuple[ImageRecord, ...]
     fingerprint: str
     counts: dict[str, dict[str, int]]
+    provenance: DataProvenance
 
 
 @dataclasses.dataclass(frozen=True)
@@ -65,11 +67,14 @@ def read_train_val(root: Path, options: ReadOptions) -> TrainValRecords:
     split = load_or_create_split(dataset, options.state_dir or root)
     counts = split.counts(dataset)
     log.info("data %s: %d images; split %s", root, len(dataset.records), counts)
+    train = tuple(split.records(dataset, "train"))
+    fingerprint = _fingerprint(split.fingerprint, split.assignment)
     return TrainValRecords(
-        train=tuple(split.records(dataset, "train")),
+        train=train,
         val=tuple(split.records(dataset, "val")),
-        fingerprint=_fingerprint(split.fingerprint, split.assignment),
+        fingerprint=fingerprint,
         counts=counts,
+        provenance=provenance_of(root, fingerprint, (r.image_id for r in train)),
     )
 
 

@@ -2,8 +2,14 @@
 
 ``make deploy`` runs this when ``model_store/`` holds no archive, so a fresh machine with no
 data and no checkpoints still serves trained models through exactly the code path real data
-takes. Every step skips what already exists: the phantom folder, finished checkpoints (an
-interrupted one resumes) and built archives.
+takes. Every step skips what already exists: the phantom folder, finished checkpoints of this
+very run (an interrupted one resumes) and archives built from them.
+
+Provenance is enforced: a checkpoint trained on other data or with another recipe stops
+training (see :mod:`harness.train.provenance`), and an archive whose model is not the
+checkpoint's (other data, other recipe) stops archiving with both named, before anything is
+replaced; ``force`` rebuilds it. A random-init archive (``ptxplain archive``) is kept, with a
+notice, unless forced.
 """
 
 from __future__ import annotations
@@ -20,13 +26,15 @@ from handlers.archive import (
     ServingOptions,
     WeightsSource,
     build_archive,
+    read_archive_meta,
 )
 from harness.phantom.generate import PhantomConfig, generate_phantom
 from harness.train.profiles import Profile
-from ptxplain.errors import InvalidOptionError
+from harness.train.provenance import DataProvenance
+from ptxplain.errors import ConfigError, InvalidOptionError
 from ptxplain.models.meta import META_FILENAME, ModelMeta
 
-__all__ = ["DefaultModelsPlan", "archive_checkpoints", "ensure_phantom"]
+__all__ = ["DefaultModelsPlan", "archive_checkpoints", "check_store", "ensure_phantom"]
 
 Say = Callable[[str], None]
 
@@ -63,32 +71,101 @@ def ensure_phantom(plan: DefaultModelsPlan, say: Say) -> None:
     )
 
 
-def archive_checkpoints(plan: DefaultModelsPlan, say: Say) -> list[BuiltArchive]:
-    """Archive every trained checkpoint of the profile whose archive is missing."""
-    built = []
+def check_store(plan: DefaultModelsPlan, data: DataProvenance, say: Say) -> list[str]:
+    """Every archive in the model store against ``data`` (the provenance of ``plan.data``):
+    the archives trained on other data, one line each; random-init ones get a notice."""
+    stale = []
+    for archive in sorted(plan.model_store.glob("*.mar")):
+        meta = read_archive_meta(archive)
+        if not meta.trained:
+            say(f"store: notice: {archive.name} serves random-init weights (untrained)")
+        elif meta.data_fingerprint != data.fingerprint:
+            stale.append(
+                f"{archive} was trained on {meta.trained_on} (data fingerprint "
+                f"{meta.data_fingerprint[:12] or 'none'}), not on {plan.data}: {data.label} "
+                f"(fingerprint {data.fingerprint[:12]})"
+            )
+        else:
+            say(f"store: {archive.name} trained on {meta.trained_on}, the data in {plan.data}")
+    return stale
+
+
+def _same_model(archived: ModelMeta, checkpoint: ModelMeta) -> bool:
+    return (
+        archived.trained
+        and archived.data_fingerprint == checkpoint.data_fingerprint
+        and archived.recipe.get("settings_key") == checkpoint.recipe.get("settings_key")
+    )
+
+
+def _stale(archive: Path, archived: ModelMeta, checkpoint: ModelMeta) -> str:
+    return (
+        f"{archive} serves a model trained on {archived.trained_on} (data fingerprint "
+        f"{archived.data_fingerprint[:12] or 'none'}, recipe "
+        f"{str(archived.recipe.get('settings_key', 'unrecorded'))[:12]}), but the checkpoint is "
+        f"trained on {checkpoint.trained_on} (data fingerprint {checkpoint.data_fingerprint[:12]}, "
+        f"recipe {str(checkpoint.recipe.get('settings_key', ''))[:12]})"
+    )
+
+
+def _keep_existing(archive: Path, checkpoint: ModelMeta, say: Say, force: bool) -> str | None:
+    """Whether an existing archive stays: None to (re)build it, "" to keep it, or why it is
+    stale (an error unless forced)."""
+    if not archive.exists() or force:
+        return None
+    archived = read_archive_meta(archive)
+    if _same_model(archived, checkpoint):
+        say(f"archive: {archive} already there (trained on {archived.trained_on})")
+        return ""
+    if not archived.trained:
+        say(
+            f"archive: notice: {archive} serves random-init weights, not the checkpoint trained "
+            f"on {checkpoint.trained_on}; kept (force rebuilds it)"
+        )
+        return ""
+    return _stale(archive, archived, checkpoint)
+
+
+def archive_checkpoints(
+    plan: DefaultModelsPlan, say: Say, *, force: bool = False
+) -> list[BuiltArchive]:
+    """Archive every trained checkpoint of the profile whose archive is missing (or stale and
+    ``force``); a stale archive without ``force`` is a ConfigError, raised before any build."""
+    todo, stale = [], []
     for entry in plan.profile.entries:
         folder = plan.checkpoints / entry.arch
         archive = plan.model_store / f"{entry.arch}.mar"
-        if archive.exists():
-            say(f"archive: {archive} already there")
-            continue
         if not (folder / META_FILENAME).exists():
             say(f"archive: {entry.arch} has no finished checkpoint in {folder}; not archived")
             continue
         meta = ModelMeta.read(folder / META_FILENAME)
-        result = build_archive(
-            entry.arch,
-            plan.model_store,
-            weights=WeightsSource(checkpoint=folder / "weights.safetensors"),
-            serving=ServingOptions(device=plan.device),
+        verdict = _keep_existing(archive, meta, say, force)
+        if verdict:
+            stale.append(verdict)
+        elif verdict is None:
+            todo.append((entry.arch, folder, meta))
+    if stale:
+        raise ConfigError(
+            " | ".join(stale) + ". Remove those archives, or rebuild them with --force "
+            "(make deploy FORCE=1)"
         )
-        auroc = meta.metrics.get("val_auroc")
-        say(
-            f"archive: {result.path.name} ({result.size_bytes / 2**20:.0f} MiB, val AUROC "
-            f"{auroc:.3f}) in {result.seconds:.1f}s"
-            if auroc is not None
-            else f"archive: {result.path.name} in {result.seconds:.1f}s"
-        )
-        say(f"archive: {result.path.name} runs on {DEVICE_NOTES[plan.device]}")
-        built.append(result)
-    return built
+    return [_build(plan, arch, folder, meta, say) for arch, folder, meta in todo]
+
+
+def _build(
+    plan: DefaultModelsPlan, arch: str, folder: Path, meta: ModelMeta, say: Say
+) -> BuiltArchive:
+    result = build_archive(
+        arch,
+        plan.model_store,
+        weights=WeightsSource(checkpoint=folder / "weights.safetensors"),
+        serving=ServingOptions(device=plan.device),
+    )
+    auroc = meta.metrics.get("val_auroc")
+    quality = f", val AUROC {auroc:.3f}" if auroc is not None else ""
+    say(
+        f"archive: {result.path.name} ({result.size_bytes / 2**20:.0f} MiB, trained on "
+        f"{meta.trained_on}{quality}) in {result.seconds:.1f}s"
+    )
+    say(f"archive: {result.path.name} runs on {DEVICE_NOTES[plan.device]}")
+    return result

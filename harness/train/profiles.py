@@ -19,8 +19,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.train.run import TrainConfig, TrainImages, TrainResult, load_train_images, train
-from ptxplain.errors import InvalidOptionError
+from harness.train.config import is_finished, settings_key
+from harness.train.data import TrainValRecords, read_train_val
+from harness.train.provenance import check_finished
+from harness.train.run import TrainConfig, TrainImages, TrainResult, images_at, train
+from ptxplain.errors import ConfigError, InvalidOptionError
 
 __all__ = [
     "PROFILES",
@@ -87,10 +90,11 @@ def _study_entry(arch: str) -> ProfileEntry:
 
 
 def _quick(arch: str, **settings: Any) -> ProfileEntry:
-    """A quick-profile entry: 96 px (the phantom's own size), batches of 16, no augmentation
-    (the phantom already varies exposure, gamma, position, size and noise per image; on it,
-    augmentation delayed learning from scratch by several epochs, see docs/train.md)."""
-    values: dict[str, Any] = {"input_size": 96, "batch_size": 16, "augment": False, "patience": 6}
+    """A quick-profile entry: 128 px (the phantom's own size; CAM grids 4x4 for the CNNs, 8x8
+    for the ViT), batches of 16, no augmentation (the phantom already varies exposure, gamma,
+    position, size and noise per image; on it, augmentation delayed learning from scratch by
+    several epochs, see docs/train.md)."""
+    values: dict[str, Any] = {"input_size": 128, "batch_size": 16, "augment": False, "patience": 6}
     return ProfileEntry(arch=arch, **(values | settings))
 
 
@@ -108,15 +112,15 @@ _STUDY_ARCHS = (
 
 QUICK = Profile(
     name="quick",
-    description="5 models (ResNet-18/34/50, VGG-16-BN, ViT-S/16) at 96 px on CPU; see docs/train.md",
+    description="5 models (ResNet-18/34/50, VGG-16-BN, ViT-S/16) at 128 px on CPU; see docs/train.md",
     entries=(
         _quick("resnet18", epochs=12, lr=1e-3),
         _quick("resnet34", epochs=12, lr=1e-3),
         _quick("resnet50", epochs=20, lr=1e-3, zero_init_residual=True),
-        _quick("vgg16_bn", epochs=5, lr=1e-4),
+        _quick("vgg16_bn", epochs=6, lr=1e-4),
         _quick("vit_s16", epochs=12, lr=5e-5, weight_decay=0.05, warmup_epochs=2),
     ),
-    phantom=PhantomRecipe(n=1200, size=96, seed=0),
+    phantom=PhantomRecipe(n=1200, size=128, seed=0),
 )
 
 STUDY = Profile(
@@ -146,6 +150,7 @@ def profile_configs(
         values = dataclasses.asdict(entry) | overrides
         values["augment"] = dataclasses.replace(base.augment, enabled=values["augment"])
         values["out"] = base.out / entry.arch
+        values["profile"] = profile.name
         configs.append(dataclasses.replace(base, **values))
     return configs
 
@@ -159,20 +164,48 @@ class ProfileOutcome:
     result: TrainResult | None
 
 
+def _plan(configs: list[TrainConfig], records: TrainValRecords) -> list[bool]:
+    """Per config: skip it (this very run is finished there)? Every finished folder holding
+    another run is reported at once, before anything trains, unless forced."""
+    skip, problems = [], []
+    for config in configs:
+        if not is_finished(config.out) or config.overwrite:
+            skip.append(False)
+            continue
+        key = settings_key(config, records.fingerprint)
+        try:
+            hyper = config.hyperparameters()
+            skip.append(
+                check_finished(config.out, records.provenance, key, hyper, force=config.force)
+            )
+        except ConfigError as exc:
+            problems.append(exc.message)
+    if problems:
+        raise ConfigError(" | ".join(problems))
+    return skip
+
+
 def run_profile(configs: list[TrainConfig]) -> list[ProfileOutcome]:
-    """Train each config in turn; skip finished ones, resume interrupted ones."""
+    """Train each config in turn; skip identical finished runs, resume interrupted ones, stop
+    (before training anything) at a finished one trained on other data or another recipe
+    unless forced."""
+    if not configs:
+        return []
+    records = read_train_val(configs[0].data, configs[0].read)
     cache: dict[int, TrainImages] = {}
     outcomes = []
-    for config in configs:
-        if config.finished and not config.overwrite:
-            log.info("%s: %s holds a trained model; skipped", config.arch, config.out)
+    for config, skip in zip(configs, _plan(configs, records), strict=True):
+        if skip:
+            log.info(
+                "%s: %s holds this very run (same data and recipe); skipped",
+                config.arch,
+                config.out,
+            )
             outcomes.append(ProfileOutcome(config.arch, config.out, True, 0.0, None))
             continue
         started = time.perf_counter()
         if config.size not in cache:
-            cache[config.size] = load_train_images(
-                config.data, config.read, config.size, config.progress
-            )
+            cache[config.size] = images_at(records, config.size, config.progress)
         result = train(dataclasses.replace(config, resume=True), cache[config.size])
         outcomes.append(
             ProfileOutcome(config.arch, config.out, False, time.perf_counter() - started, result)

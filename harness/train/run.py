@@ -30,7 +30,6 @@ import torch
 from torch import nn
 
 from harness.data.dataset import ReadOptions
-from harness.phantom.generate import TRUTH_NAME
 from harness.train.config import (
     OPTIMIZERS,
     PRECISIONS,
@@ -41,10 +40,11 @@ from harness.train.config import (
     resolve_precision,
     settings_key,
 )
-from harness.train.data import ImageTensors, load_images, read_train_val
+from harness.train.data import ImageTensors, TrainValRecords, load_images, read_train_val
 from harness.train.loop import EpochRunner, Validation, epoch_seed, steps_per_epoch, warmup_cosine
 from harness.train.metrics import class_weights, youden_threshold
 from harness.train.pretrained import WeightsInit, initialise_weights
+from harness.train.provenance import DataProvenance, check_finished
 from harness.train.state import STATE_FILENAME, TrainState, load_state, save_state
 from ptxplain.errors import ConfigError
 from ptxplain.models.meta import META_FILENAME, ModelMeta
@@ -57,6 +57,7 @@ __all__ = [
     "TrainConfig",
     "TrainImages",
     "TrainResult",
+    "images_at",
     "load_train_images",
     "resolve_device",
     "resolve_precision",
@@ -74,6 +75,7 @@ class TrainImages:
     val: ImageTensors
     fingerprint: str
     counts: dict[str, dict[str, int]]
+    provenance: DataProvenance
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,12 +93,17 @@ class TrainResult:
 
 def load_train_images(data: Path, read: ReadOptions, size: int, progress: bool) -> TrainImages:
     """Read the split's train and val images, letterboxed at ``size``."""
-    records = read_train_val(data, read)
+    return images_at(read_train_val(data, read), size, progress)
+
+
+def images_at(records: TrainValRecords, size: int, progress: bool) -> TrainImages:
+    """The records' train and val images, letterboxed at ``size``."""
     return TrainImages(
         train=load_images(records.train, size, desc="train images", progress=progress),
         val=load_images(records.val, size, desc="val images", progress=progress),
         fingerprint=records.fingerprint,
         counts=records.counts,
+        provenance=records.provenance,
     )
 
 
@@ -263,11 +270,6 @@ def _train_epochs(run: _Run) -> None:
                 last_save = time.perf_counter()
 
 
-def _trained_on(data: Path) -> str:
-    """What the model learned from: "synthetic phantom" for a set ``ptxplain phantom`` wrote."""
-    return "synthetic phantom" if (data / TRUTH_NAME).is_file() else data.name
-
-
 def _meta(run: _Run, val: Validation) -> ModelMeta:
     config, state = run.config, run.state
     choice = youden_threshold(val.labels, val.scores)
@@ -284,12 +286,17 @@ def _meta(run: _Run, val: Validation) -> ModelMeta:
     extra = {
         "threshold_rule": "youden_j_on_val",
         "init": run.init.source,
-        "trained_on": _trained_on(config.data),
         "class_weights": run.class_weights,
         "stopped_early": state.stopped_early,
         "hyperparameters": config.hyperparameters(),
         "split_counts": run.images.counts,
         "history": state.history,
+    }
+    data = run.images.provenance
+    recipe = {
+        "profile": config.profile,
+        "hyperparameters": config.hyperparameters(),
+        "settings_key": run.state.settings_key,
     }
     return ModelMeta.for_spec(
         config.spec,
@@ -300,6 +307,10 @@ def _meta(run: _Run, val: Validation) -> ModelMeta:
         metrics=metrics,
         data_fingerprint=run.images.fingerprint,
         extra=json.loads(json.dumps(extra)),
+        dataset=data.dataset,
+        synthetic=data.synthetic,
+        train_ids_sha256=data.train_ids_sha256,
+        recipe=json.loads(json.dumps(recipe)),
     )
 
 
@@ -314,15 +325,33 @@ def _finish(run: _Run) -> ModelMeta:
     return meta
 
 
+def _identical_finished(config: TrainConfig, images: TrainImages) -> bool:
+    """Whether ``config.out`` already holds this very run; raises on a different one unless
+    ``config.force`` (then False: retrain)."""
+    if not is_finished(config.out) or config.overwrite:
+        return False
+    if (config.out / STATE_FILENAME).exists():
+        return False  # an unfinished run on top: _check_out decides
+    key = settings_key(config, images.fingerprint)
+    hyper = config.hyperparameters()
+    return check_finished(config.out, images.provenance, key, hyper, force=config.force)
+
+
 def train(config: TrainConfig, images: TrainImages | None = None) -> TrainResult:
-    """Train ``config.arch``; ``images`` (at ``config.size``) saves re-reading the data."""
-    if config.resume and is_finished(config.out) and not (config.out / STATE_FILENAME).exists():
-        log.info("%s: %s already holds a trained model; nothing to resume", config.arch, config.out)
-        return TrainResult(config.out, True, 0, 0.0, ModelMeta.read(config.out / META_FILENAME))
-    _check_out(config)
+    """Train ``config.arch``; ``images`` (at ``config.size``) saves re-reading the data. A
+    folder holding this very run (same data and recipe) is left alone; one holding another run
+    stops with the difference unless ``config.force``."""
     if config.threads:
         torch.set_num_threads(config.threads)
     images = images or load_train_images(config.data, config.read, config.size, config.progress)
+    if _identical_finished(config, images):
+        log.info(
+            "%s: %s holds this very run (same data and recipe); skipped", config.arch, config.out
+        )
+        return TrainResult(config.out, True, 0, 0.0, ModelMeta.read(config.out / META_FILENAME))
+    if is_finished(config.out) and not (config.out / STATE_FILENAME).exists():
+        config = dataclasses.replace(config, overwrite=True)  # forced, or --overwrite
+    _check_out(config)
     config.out.mkdir(parents=True, exist_ok=True)
     run = _setup(config, images)
     _log_start(run)

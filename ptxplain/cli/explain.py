@@ -99,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
             verdict = "positive" if entry["positive"] else "negative"
             print(
                 f"{name:<18} {verdict:<9} p={entry['positive_probability']:.3f} "
-                f"(threshold {entry['threshold']:.2f}){'' if entry['trained'] else ' [untrained]'}"
+                f"(threshold {entry['threshold']:.2f}) trained on: {entry['trained_on'] or '?'}"
             )
         else:
             print(f"{name:<18} {entry['status']}: {entry['message']}")

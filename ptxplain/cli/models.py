@@ -1,12 +1,17 @@
 """Prepare the embedded default models: a phantom data set, a training profile, archives.
 
   1. data:    unless DATA holds a data set, write the profile's synthetic phantom set there
-  2. train:   `ptxplain train --profile PROFILE --data DATA --out CHECKPOINTS` (finished models
-              are skipped, interrupted ones resumed)
-  3. archive: one .mar per trained checkpoint into MODEL_STORE (existing archives are kept)
+  2. train:   `ptxplain train --profile PROFILE --data DATA --out CHECKPOINTS` (identical finished
+              runs are skipped, interrupted ones resumed; one trained on other data or with
+              another recipe stops with the difference unless --force)
+  3. archive: one .mar per trained checkpoint into MODEL_STORE (an archive of this very
+              checkpoint is kept; one trained on other data stops unless --force)
 
-`make deploy` runs this when model_store/ holds no archive. With real data, point --data at it
-(SIIM-ACR layout or the PNG / folder layouts; see docs/data.md).
+First, every archive already in MODEL_STORE is checked against DATA: one trained on other data
+stops the command with both named, unless --force (which retrains and rebuilds). `make deploy`
+runs this with --if-empty: when MODEL_STORE already holds archives (and none is stale) it stops
+after the check instead of training. With real data, point --data at it (SIIM-ACR layout or the
+PNG / folder layouts; see docs/data.md).
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import argparse
 import time
 from pathlib import Path
+from typing import Any
 
 NAME = "models"
 HELP = "build the default models: phantom data, quick training, archives"
@@ -34,6 +40,37 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the archives' device: auto = the model server's GPU where it has one "
         "(docs/archive.md)",
     )
+    parser.add_argument(
+        "--if-empty",
+        action="store_true",
+        help="only check the archives when MODEL_STORE already holds some (make deploy)",
+    )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="retrain checkpoints and rebuild archives made from other data or another recipe",
+    )
+
+
+def _store_settled(plan: Any, args: argparse.Namespace, say: Any) -> bool:
+    """Check the store against the data; True when --if-empty finds archives and none stale."""
+    from harness.data.dataset import ReadOptions
+    from harness.train.data import read_train_val
+    from harness.train.embedded import check_store
+    from ptxplain.errors import ConfigError
+
+    if not any(plan.model_store.glob("*.mar")):
+        return False
+    stale = check_store(plan, read_train_val(plan.data, ReadOptions()).provenance, say)
+    if stale and not args.force:
+        raise ConfigError(
+            " | ".join(stale) + ". Remove those archives (and their checkpoints), point --data "
+            "at the data they were trained on, or retrain with --force (make deploy FORCE=1)"
+        )
+    if args.if_empty and not stale:
+        say("store: archives present and none trained on other data; not training")
+        return True
+    return False
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,13 +86,17 @@ def run(args: argparse.Namespace) -> int:
         args.data, args.checkpoints, args.model_store, get_profile(args.profile), args.device
     )
     ensure_phantom(plan, say)
+    if _store_settled(plan, args, say):
+        return 0
     train = ["train", "--profile", plan.profile.name, "--data", str(plan.data)]
     train += ["--out", str(plan.checkpoints)]
     if args.threads:
         train += ["--threads", str(args.threads)]
+    if args.force:
+        train.append("--force")
     status = main(train)
     if status != 0:
         return status
-    archive_checkpoints(plan, say)
+    archive_checkpoints(plan, say, force=args.force)
     say(f"done in {time.perf_counter() - started:.0f}s")
     return 0

@@ -38,6 +38,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=0.3,
         help="fraction saved as RLE Lossless / JPEG 2000 Lossless instead of native (0.3)",
     )
+    parser.add_argument(
+        "--lesion-contrast",
+        type=float,
+        default=1.0,
+        help="scale of the lesion's darkening and pleural line (1.0; docs/phantom.md)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -53,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         positive_fraction=args.positive_fraction,
         confounder_fraction=args.confounder_fraction,
         compressed_fraction=args.compressed_fraction,
+        lesion_contrast=args.lesion_contrast,
     )
     start = time.perf_counter()
     result = generate_phantom(

@@ -95,6 +95,12 @@ def _runtime(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--resume", action="store_true", help="continue OUT/train-state.pt")
     group.add_argument("--overwrite", action="store_true", help="discard an earlier run in OUT")
     group.add_argument(
+        "--force",
+        action="store_true",
+        help="retrain a finished model trained on other data or another recipe (identical "
+        "finished runs are still skipped)",
+    )
+    group.add_argument(
         "--stop-after-epochs",
         type=int,
         metavar="N",
@@ -139,6 +145,7 @@ def _base_config(args: argparse.Namespace, arch: str, out: Path) -> Any:
         precision=resolve_precision(args.precision, device),
         resume=args.resume,
         overwrite=args.overwrite,
+        force=args.force,
         stop_after=args.stop_after_epochs,
         state_every_s=args.state_every,
         augment=AugmentConfig(enabled=args.augment is not False, hflip=args.hflip),
@@ -163,11 +170,19 @@ def _run_arch(args: argparse.Namespace) -> int:
         print(f"{args.arch}: stopped after epoch {result.epochs}; --resume continues")
         return 0
     metrics = result.meta.metrics
+    done = "skipped (this very run is there)" if result.epochs == 0 else f"{result.seconds:.0f}s"
     print(
         f"{args.arch}: val AUROC {metrics['val_auroc']:.4f} (epoch {metrics['best_epoch']:.0f}), "
-        f"threshold {result.meta.threshold:.4f}, {result.seconds:.0f}s -> {result.out}"
+        f"threshold {result.meta.threshold:.4f}, trained on {result.meta.trained_on}, {done} "
+        f"-> {result.out}"
     )
     return 0
+
+
+def _finished_meta(out: Path) -> Any:
+    from ptxplain.models.meta import META_FILENAME, ModelMeta
+
+    return ModelMeta.read(out / META_FILENAME)
 
 
 def _run_profile(args: argparse.Namespace) -> int:
@@ -180,13 +195,18 @@ def _run_profile(args: argparse.Namespace) -> int:
     base = _base_config(args, profile.entries[0].arch, args.out or Path("checkpoints"))
     log.info("profile %s: %s", profile.name, profile.description)
     outcomes = run_profile(profile_configs(profile, base, _overrides(args)))
-    print(f"{'model':<12}{'status':<10}{'epochs':>7}{'val AUROC':>11}{'seconds':>9}  output")
+    print(
+        f"{'model':<12}{'status':<10}{'epochs':>7}{'val AUROC':>11}{'seconds':>9}  trained on / output"
+    )
     for o in outcomes:
-        meta = o.result.meta if o.result else None
+        meta = o.result.meta if o.result else _finished_meta(o.out) if o.skipped else None
         status = "skipped" if o.skipped else "trained" if meta else "stopped"
         auroc = f"{meta.metrics['val_auroc']:.4f}" if meta else "-"
         epochs = str(o.result.epochs) if o.result else "-"
-        print(f"{o.arch:<12}{status:<10}{epochs:>7}{auroc:>11}{o.wall_seconds:>9.0f}  {o.out}")
+        on = meta.trained_on if meta else "-"
+        print(
+            f"{o.arch:<12}{status:<10}{epochs:>7}{auroc:>11}{o.wall_seconds:>9.0f}  {on}: {o.out}"
+        )
     return 0
 
 

@@ -92,7 +92,8 @@ def _grid(heat: pb.Map) -> str:
 def _caption(item: epb.ModelResult, heat: pb.Map, look: Look) -> list[str]:
     result = item.result
     verdict = "POSITIVE" if result.positive else "negative"
-    trained = "" if item.trained else "  [untrained: random weights]"
+    on = item.trained_on or result.trained_on or "?"
+    trained = f"  trained on: {on}" if item.trained else "  [untrained: random weights]"
     lines = [
         f"{item.model} ({item.architecture}): {verdict}  "
         f"p = {result.positive_probability:.3f}, threshold {result.threshold:.2f}{trained}",
@@ -165,6 +166,7 @@ def _summary(item: epb.ModelResult, overlays: list[str]) -> dict[str, Any]:
         "message": status.message,
         "architecture": item.architecture,
         "trained": item.trained,
+        "trained_on": item.trained_on or item.result.trained_on,
         "gateway_ms": {
             "queue": item.gateway_timings.queue_ms,
             "backend": item.gateway_timings.backend_ms,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from ptxplain.v1 import result_pb2 as ptxplain_dot_v1_dot_result__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bptxplain/v1/explainer.proto\x12\x0bptxplain.v1\x1a\x18ptxplain/v1/result.proto\"\xae\x01\n\x0e\x45xplainOptions\x12\x0f\n\x07methods\x18\x01 \x03(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x10\n\x08map_size\x18\x03 \x01(\t\x12.\n\x0cmap_encoding\x18\x04 \x01(\x0e\x32\x18.ptxplain.v1.MapEncoding\x12\x16\n\tnormalize\x18\x05 \x01(\x08H\x00\x88\x01\x01\x12\x13\n\x0blogits_only\x18\x06 \x01(\x08\x42\x0c\n\n_normalize\"]\n\x0e\x45xplainRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x0e\n\x06models\x18\x02 \x03(\t\x12,\n\x07options\x18\x03 \x01(\x0b\x32\x1b.ptxplain.v1.ExplainOptions\"\\\n\x0eGatewayTimings\x12\x10\n\x08queue_ms\x18\x01 \x01(\x02\x12\x12\n\nbackend_ms\x18\x02 \x01(\x02\x12\x12\n\ngateway_ms\x18\x03 \x01(\x02\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\r\"\xca\x01\n\x0bModelResult\x12\r\n\x05model\x18\x01 \x01(\t\x12#\n\x06status\x18\x02 \x01(\x0b\x32\x13.ptxplain.v1.Status\x12*\n\x06result\x18\x03 \x01(\x0b\x32\x1a.ptxplain.v1.ExplainResult\x12\x34\n\x0fgateway_timings\x18\x04 \x01(\x0b\x32\x1b.ptxplain.v1.GatewayTimings\x12\x14\n\x0c\x61rchitecture\x18\x05 \x01(\t\x12\x0f\n\x07trained\x18\x06 \x01(\x08\"\x8d\x01\n\x0f\x45xplainResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12)\n\x07results\x18\x02 \x03(\x0b\x32\x18.ptxplain.v1.ModelResult\x12\x14\n\x0cimage_format\x18\x03 \x01(\t\x12\x13\n\x0bimage_bytes\x18\x04 \x01(\x04\x12\x10\n\x08total_ms\x18\x05 \x01(\x02\"\x13\n\x11ListModelsRequest\"\xd0\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x02 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x12\n\ninput_size\x18\x05 \x01(\r\x12\x0f\n\x07\x63lasses\x18\x06 \x03(\t\x12\x16\n\x0epositive_class\x18\x07 \x01(\x05\x12\x11\n\tthreshold\x18\x08 \x01(\x02\x12\r\n\x05\x64\x65pth\x18\t \x01(\r\x12\x12\n\nparameters\x18\n \x01(\x04\x12\r\n\x05\x66lops\x18\x0b \x01(\x04\x12\x0f\n\x07trained\x18\x0c \x01(\x08\x12\r\n\x05ready\x18\r \x01(\x08\x12\x0f\n\x07\x62\x61\x63kend\x18\x0e \x01(\t\x12\x16\n\x0eweights_source\x18\x0f \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x10 \x01(\t\x12\x0f\n\x07methods\x18\x11 \x03(\t\x12\x12\n\ntrained_on\x18\x12 \x01(\t\"B\n\x0fUnlistedBackend\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"u\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.ptxplain.v1.ModelInfo\x12\x37\n\x11unlisted_backends\x18\x02 \x03(\x0b\x32\x1c.ptxplain.v1.UnlistedBackend\"\xb3\x01\n\x10ModelResultBytes\x12\r\n\x05model\x18\x01 \x01(\t\x12#\n\x06status\x18\x02 \x01(\x0b\x32\x13.ptxplain.v1.Status\x12\x0e\n\x06result\x18\x03 \x01(\x0c\x12\x34\n\x0fgateway_timings\x18\x04 \x01(\x0b\x32\x1b.ptxplain.v1.GatewayTimings\x12\x14\n\x0c\x61rchitecture\x18\x05 \x01(\t\x12\x0f\n\x07trained\x18\x06 \x01(\x08\"\x97\x01\n\x14\x45xplainResponseBytes\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12.\n\x07results\x18\x02 \x03(\x0b\x32\x1d.ptxplain.v1.ModelResultBytes\x12\x14\n\x0cimage_format\x18\x03 \x01(\t\x12\x13\n\x0bimage_bytes\x18\x04 \x01(\x04\x12\x10\n\x08total_ms\x18\x05 \x01(\x02\"\x91\x01\n\x11\x45xplainResultHead\x12#\n\x06status\x18\x01 \x01(\x0b\x32\x13.ptxplain.v1.Status\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08positive\x18\n \x01(\x08\x12%\n\x07timings\x18\r \x01(\x0b\x32\x14.ptxplain.v1.Timings\x12\x0f\n\x07trained\x18\x0e \x01(\x08\x32\xf0\x01\n\tExplainer\x12\x46\n\x07\x45xplain\x12\x1b.ptxplain.v1.ExplainRequest\x1a\x1c.ptxplain.v1.ExplainResponse\"\x00\x12J\n\rExplainStream\x12\x1b.ptxplain.v1.ExplainRequest\x1a\x18.ptxplain.v1.ModelResult\"\x00\x30\x01\x12O\n\nListModels\x12\x1e.ptxplain.v1.ListModelsRequest\x1a\x1f.ptxplain.v1.ListModelsResponse\"\x00\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bptxplain/v1/explainer.proto\x12\x0bptxplain.v1\x1a\x18ptxplain/v1/result.proto\"\xae\x01\n\x0e\x45xplainOptions\x12\x0f\n\x07methods\x18\x01 \x03(\t\x12\x0e\n\x06target\x18\x02 \x01(\t\x12\x10\n\x08map_size\x18\x03 \x01(\t\x12.\n\x0cmap_encoding\x18\x04 \x01(\x0e\x32\x18.ptxplain.v1.MapEncoding\x12\x16\n\tnormalize\x18\x05 \x01(\x08H\x00\x88\x01\x01\x12\x13\n\x0blogits_only\x18\x06 \x01(\x08\x42\x0c\n\n_normalize\"]\n\x0e\x45xplainRequest\x12\r\n\x05image\x18\x01 \x01(\x0c\x12\x0e\n\x06models\x18\x02 \x03(\t\x12,\n\x07options\x18\x03 \x01(\x0b\x32\x1b.ptxplain.v1.ExplainOptions\"\\\n\x0eGatewayTimings\x12\x10\n\x08queue_ms\x18\x01 \x01(\x02\x12\x12\n\nbackend_ms\x18\x02 \x01(\x02\x12\x12\n\ngateway_ms\x18\x03 \x01(\x02\x12\x10\n\x08\x61ttempts\x18\x04 \x01(\r\"\xde\x01\n\x0bModelResult\x12\r\n\x05model\x18\x01 \x01(\t\x12#\n\x06status\x18\x02 \x01(\x0b\x32\x13.ptxplain.v1.Status\x12*\n\x06result\x18\x03 \x01(\x0b\x32\x1a.ptxplain.v1.ExplainResult\x12\x34\n\x0fgateway_timings\x18\x04 \x01(\x0b\x32\x1b.ptxplain.v1.GatewayTimings\x12\x14\n\x0c\x61rchitecture\x18\x05 \x01(\t\x12\x0f\n\x07trained\x18\x06 \x01(\x08\x12\x12\n\ntrained_on\x18\x07 \x01(\t\"\x8d\x01\n\x0f\x45xplainResponse\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12)\n\x07results\x18\x02 \x03(\x0b\x32\x18.ptxplain.v1.ModelResult\x12\x14\n\x0cimage_format\x18\x03 \x01(\t\x12\x13\n\x0bimage_bytes\x18\x04 \x01(\x04\x12\x10\n\x08total_ms\x18\x05 \x01(\x02\"\x13\n\x11ListModelsRequest\"\xfc\x02\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x61rchitecture\x18\x02 \x01(\t\x12\x0e\n\x06\x66\x61mily\x18\x03 \x01(\t\x12\x0f\n\x07version\x18\x04 \x01(\t\x12\x12\n\ninput_size\x18\x05 \x01(\r\x12\x0f\n\x07\x63lasses\x18\x06 \x03(\t\x12\x16\n\x0epositive_class\x18\x07 \x01(\x05\x12\x11\n\tthreshold\x18\x08 \x01(\x02\x12\r\n\x05\x64\x65pth\x18\t \x01(\r\x12\x12\n\nparameters\x18\n \x01(\x04\x12\r\n\x05\x66lops\x18\x0b \x01(\x04\x12\x0f\n\x07trained\x18\x0c \x01(\x08\x12\r\n\x05ready\x18\r \x01(\x08\x12\x0f\n\x07\x62\x61\x63kend\x18\x0e \x01(\t\x12\x16\n\x0eweights_source\x18\x0f \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x10 \x01(\t\x12\x0f\n\x07methods\x18\x11 \x03(\t\x12\x12\n\ntrained_on\x18\x12 \x01(\t\x12\x18\n\x10\x64\x61ta_fingerprint\x18\x13 \x01(\t\x12\x10\n\x08\x63\x61m_grid\x18\x14 \x03(\r\"B\n\x0fUnlistedBackend\x12\x0f\n\x07\x62\x61\x63kend\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0e\n\x06\x64\x65tail\x18\x03 \x01(\t\"u\n\x12ListModelsResponse\x12&\n\x06models\x18\x01 \x03(\x0b\x32\x16.ptxplain.v1.ModelInfo\x12\x37\n\x11unlisted_backends\x18\x02 \x03(\x0b\x32\x1c.ptxplain.v1.UnlistedBackend\"\xc7\x01\n\x10ModelResultBytes\x12\r\n\x05model\x18\x01 \x01(\t\x12#\n\x06status\x18\x02 \x01(\x0b\x32\x13.ptxplain.v1.Status\x12\x0e\n\x06result\x18\x03 \x01(\x0c\x12\x34\n\x0fgateway_timings\x18\x04 \x01(\x0b\x32\x1b.ptxplain.v1.GatewayTimings\x12\x14\n\x0c\x61rchitecture\x18\x05 \x01(\t\x12\x0f\n\x07trained\x18\x06 \x01(\x08\x12\x12\n\ntrained_on\x18\x07 \x01(\t\"\x97\x01\n\x14\x45xplainResponseBytes\x12\x12\n\nrequest_id\x18\x01 \x01(\t\x12.\n\x07results\x18\x02 \x03(\x0b\x32\x1d.ptxplain.v1.ModelResultBytes\x12\x14\n\x0cimage_format\x18\x03 \x01(\t\x12\x13\n\x0bimage_bytes\x18\x04 \x01(\x04\x12\x10\n\x08total_ms\x18\x05 \x01(\x02\"\x91\x01\n\x11\x45xplainResultHead\x12#\n\x06status\x18\x01 \x01(\x0b\x32\x13.ptxplain.v1.Status\x12\r\n\x05model\x18\x02 \x01(\t\x12\x10\n\x08positive\x18\n \x01(\x08\x12%\n\x07timings\x18\r \x01(\x0b\x32\x14.ptxplain.v1.Timings\x12\x0f\n\x07trained\x18\x0e \x01(\x08\x32\xf0\x01\n\tExplainer\x12\x46\n\x07\x45xplain\x12\x1b.ptxplain.v1.ExplainRequest\x1a\x1c.ptxplain.v1.ExplainResponse\"\x00\x12J\n\rExplainStream\x12\x1b.ptxplain.v1.ExplainRequest\x1a\x18.ptxplain.v1.ModelResult\"\x00\x30\x01\x12O\n\nListModels\x12\x1e.ptxplain.v1.ListModelsRequest\x1a\x1f.ptxplain.v1.ListModelsResponse\"\x00\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,23 +39,23 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GATEWAYTIMINGS']._serialized_start=342
   _globals['_GATEWAYTIMINGS']._serialized_end=434
   _globals['_MODELRESULT']._serialized_start=437
-  _globals['_MODELRESULT']._serialized_end=639
-  _globals['_EXPLAINRESPONSE']._serialized_start=642
-  _globals['_EXPLAINRESPONSE']._serialized_end=783
-  _globals['_LISTMODELSREQUEST']._serialized_start=785
-  _globals['_LISTMODELSREQUEST']._serialized_end=804
-  _globals['_MODELINFO']._serialized_start=807
-  _globals['_MODELINFO']._serialized_end=1143
-  _globals['_UNLISTEDBACKEND']._serialized_start=1145
-  _globals['_UNLISTEDBACKEND']._serialized_end=1211
-  _globals['_LISTMODELSRESPONSE']._serialized_start=1213
-  _globals['_LISTMODELSRESPONSE']._serialized_end=1330
-  _globals['_MODELRESULTBYTES']._serialized_start=1333
-  _globals['_MODELRESULTBYTES']._serialized_end=1512
-  _globals['_EXPLAINRESPONSEBYTES']._serialized_start=1515
-  _globals['_EXPLAINRESPONSEBYTES']._serialized_end=1666
-  _globals['_EXPLAINRESULTHEAD']._serialized_start=1669
-  _globals['_EXPLAINRESULTHEAD']._serialized_end=1814
-  _globals['_EXPLAINER']._serialized_start=1817
-  _globals['_EXPLAINER']._serialized_end=2057
+  _globals['_MODELRESULT']._serialized_end=659
+  _globals['_EXPLAINRESPONSE']._serialized_start=662
+  _globals['_EXPLAINRESPONSE']._serialized_end=803
+  _globals['_LISTMODELSREQUEST']._serialized_start=805
+  _globals['_LISTMODELSREQUEST']._serialized_end=824
+  _globals['_MODELINFO']._serialized_start=827
+  _globals['_MODELINFO']._serialized_end=1207
+  _globals['_UNLISTEDBACKEND']._serialized_start=1209
+  _globals['_UNLISTEDBACKEND']._serialized_end=1275
+  _globals['_LISTMODELSRESPONSE']._serialized_start=1277
+  _globals['_LISTMODELSRESPONSE']._serialized_end=1394
+  _globals['_MODELRESULTBYTES']._serialized_start=1397
+  _globals['_MODELRESULTBYTES']._serialized_end=1596
+  _globals['_EXPLAINRESPONSEBYTES']._serialized_start=1599
+  _globals['_EXPLAINRESPONSEBYTES']._serialized_end=1750
+  _globals['_EXPLAINRESULTHEAD']._serialized_start=1753
+  _globals['_EXPLAINRESULTHEAD']._serialized_end=1898
+  _globals['_EXPLAINER']._serialized_start=1901
+  _globals['_EXPLAINER']._serialized_end=2141
 # @@protoc_insertion_point(module_scope)

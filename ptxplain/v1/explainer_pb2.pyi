@@ -46,20 +46,22 @@ class GatewayTimings(_message.Message):
     def __init__(self, queue_ms: _Optional[float] = ..., backend_ms: _Optional[float] = ..., gateway_ms: _Optional[float] = ..., attempts: _Optional[int] = ...) -> None: ...
 
 class ModelResult(_message.Message):
-    __slots__ = ("model", "status", "result", "gateway_timings", "architecture", "trained")
+    __slots__ = ("model", "status", "result", "gateway_timings", "architecture", "trained", "trained_on")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     GATEWAY_TIMINGS_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
     TRAINED_FIELD_NUMBER: _ClassVar[int]
+    TRAINED_ON_FIELD_NUMBER: _ClassVar[int]
     model: str
     status: _result_pb2.Status
     result: _result_pb2.ExplainResult
     gateway_timings: GatewayTimings
     architecture: str
     trained: bool
-    def __init__(self, model: _Optional[str] = ..., status: _Optional[_Union[_result_pb2.Status, _Mapping]] = ..., result: _Optional[_Union[_result_pb2.ExplainResult, _Mapping]] = ..., gateway_timings: _Optional[_Union[GatewayTimings, _Mapping]] = ..., architecture: _Optional[str] = ..., trained: _Optional[bool] = ...) -> None: ...
+    trained_on: str
+    def __init__(self, model: _Optional[str] = ..., status: _Optional[_Union[_result_pb2.Status, _Mapping]] = ..., result: _Optional[_Union[_result_pb2.ExplainResult, _Mapping]] = ..., gateway_timings: _Optional[_Union[GatewayTimings, _Mapping]] = ..., architecture: _Optional[str] = ..., trained: _Optional[bool] = ..., trained_on: _Optional[str] = ...) -> None: ...
 
 class ExplainResponse(_message.Message):
     __slots__ = ("request_id", "results", "image_format", "image_bytes", "total_ms")
@@ -80,7 +82,7 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "architecture", "family", "version", "input_size", "classes", "positive_class", "threshold", "depth", "parameters", "flops", "trained", "ready", "backend", "weights_source", "detail", "methods", "trained_on")
+    __slots__ = ("name", "architecture", "family", "version", "input_size", "classes", "positive_class", "threshold", "depth", "parameters", "flops", "trained", "ready", "backend", "weights_source", "detail", "methods", "trained_on", "data_fingerprint", "cam_grid")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
     FAMILY_FIELD_NUMBER: _ClassVar[int]
@@ -99,6 +101,8 @@ class ModelInfo(_message.Message):
     DETAIL_FIELD_NUMBER: _ClassVar[int]
     METHODS_FIELD_NUMBER: _ClassVar[int]
     TRAINED_ON_FIELD_NUMBER: _ClassVar[int]
+    DATA_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    CAM_GRID_FIELD_NUMBER: _ClassVar[int]
     name: str
     architecture: str
     family: str
@@ -117,7 +121,9 @@ class ModelInfo(_message.Message):
     detail: str
     methods: _containers.RepeatedScalarFieldContainer[str]
     trained_on: str
-    def __init__(self, name: _Optional[str] = ..., architecture: _Optional[str] = ..., family: _Optional[str] = ..., version: _Optional[str] = ..., input_size: _Optional[int] = ..., classes: _Optional[_Iterable[str]] = ..., positive_class: _Optional[int] = ..., threshold: _Optional[float] = ..., depth: _Optional[int] = ..., parameters: _Optional[int] = ..., flops: _Optional[int] = ..., trained: _Optional[bool] = ..., ready: _Optional[bool] = ..., backend: _Optional[str] = ..., weights_source: _Optional[str] = ..., detail: _Optional[str] = ..., methods: _Optional[_Iterable[str]] = ..., trained_on: _Optional[str] = ...) -> None: ...
+    data_fingerprint: str
+    cam_grid: _containers.RepeatedScalarFieldContainer[int]
+    def __init__(self, name: _Optional[str] = ..., architecture: _Optional[str] = ..., family: _Optional[str] = ..., version: _Optional[str] = ..., input_size: _Optional[int] = ..., classes: _Optional[_Iterable[str]] = ..., positive_class: _Optional[int] = ..., threshold: _Optional[float] = ..., depth: _Optional[int] = ..., parameters: _Optional[int] = ..., flops: _Optional[int] = ..., trained: _Optional[bool] = ..., ready: _Optional[bool] = ..., backend: _Optional[str] = ..., weights_source: _Optional[str] = ..., detail: _Optional[str] = ..., methods: _Optional[_Iterable[str]] = ..., trained_on: _Optional[str] = ..., data_fingerprint: _Optional[str] = ..., cam_grid: _Optional[_Iterable[int]] = ...) -> None: ...
 
 class UnlistedBackend(_message.Message):
     __slots__ = ("backend", "reason", "detail")
@@ -138,20 +144,22 @@ class ListModelsResponse(_message.Message):
     def __init__(self, models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ..., unlisted_backends: _Optional[_Iterable[_Union[UnlistedBackend, _Mapping]]] = ...) -> None: ...
 
 class ModelResultBytes(_message.Message):
-    __slots__ = ("model", "status", "result", "gateway_timings", "architecture", "trained")
+    __slots__ = ("model", "status", "result", "gateway_timings", "architecture", "trained", "trained_on")
     MODEL_FIELD_NUMBER: _ClassVar[int]
     STATUS_FIELD_NUMBER: _ClassVar[int]
     RESULT_FIELD_NUMBER: _ClassVar[int]
     GATEWAY_TIMINGS_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
     TRAINED_FIELD_NUMBER: _ClassVar[int]
+    TRAINED_ON_FIELD_NUMBER: _ClassVar[int]
     model: str
     status: _result_pb2.Status
     result: bytes
     gateway_timings: GatewayTimings
     architecture: str
     trained: bool
-    def __init__(self, model: _Optional[str] = ..., status: _Optional[_Union[_result_pb2.Status, _Mapping]] = ..., result: _Optional[bytes] = ..., gateway_timings: _Optional[_Union[GatewayTimings, _Mapping]] = ..., architecture: _Optional[str] = ..., trained: _Optional[bool] = ...) -> None: ...
+    trained_on: str
+    def __init__(self, model: _Optional[str] = ..., status: _Optional[_Union[_result_pb2.Status, _Mapping]] = ..., result: _Optional[bytes] = ..., gateway_timings: _Optional[_Union[GatewayTimings, _Mapping]] = ..., architecture: _Optional[str] = ..., trained: _Optional[bool] = ..., trained_on: _Optional[str] = ...) -> None: ...
 
 class ExplainResponseBytes(_message.Message):
     __slots__ = ("request_id", "results", "image_format", "image_bytes", "total_ms")

@@ -100,7 +100,7 @@ class Timings(_message.Message):
     def __init__(self, decode_ms: _Optional[float] = ..., preprocess_ms: _Optional[float] = ..., forward_cam_ms: _Optional[float] = ..., encode_ms: _Optional[float] = ..., batch_size: _Optional[int] = ...) -> None: ...
 
 class ExplainResult(_message.Message):
-    __slots__ = ("status", "model", "architecture", "classes", "logits", "probabilities", "predicted_class", "positive_probability", "threshold", "positive", "maps", "geometry", "timings", "trained")
+    __slots__ = ("status", "model", "architecture", "classes", "logits", "probabilities", "predicted_class", "positive_probability", "threshold", "positive", "maps", "geometry", "timings", "trained", "trained_on")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +115,7 @@ class ExplainResult(_message.Message):
     GEOMETRY_FIELD_NUMBER: _ClassVar[int]
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     TRAINED_FIELD_NUMBER: _ClassVar[int]
+    TRAINED_ON_FIELD_NUMBER: _ClassVar[int]
     status: Status
     model: str
     architecture: str
@@ -129,4 +130,5 @@ class ExplainResult(_message.Message):
     geometry: Geometry
     timings: Timings
     trained: bool
-    def __init__(self, status: _Optional[_Union[Status, _Mapping]] = ..., model: _Optional[str] = ..., architecture: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., logits: _Optional[_Iterable[float]] = ..., probabilities: _Optional[_Iterable[float]] = ..., predicted_class: _Optional[int] = ..., positive_probability: _Optional[float] = ..., threshold: _Optional[float] = ..., positive: _Optional[bool] = ..., maps: _Optional[_Iterable[_Union[Map, _Mapping]]] = ..., geometry: _Optional[_Union[Geometry, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., trained: _Optional[bool] = ...) -> None: ...
+    trained_on: str
+    def __init__(self, status: _Optional[_Union[Status, _Mapping]] = ..., model: _Optional[str] = ..., architecture: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., logits: _Optional[_Iterable[float]] = ..., probabilities: _Optional[_Iterable[float]] = ..., predicted_class: _Optional[int] = ..., positive_probability: _Optional[float] = ..., threshold: _Optional[float] = ..., positive: _Optional[bool] = ..., maps: _Optional[_Iterable[_Union[Map, _Mapping]]] = ..., geometry: _Optional[_Union[Geometry, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., trained: _Optional[bool] = ..., trained_on: _Optional[str] = ...) -> None: ...

@@ -80,15 +80,19 @@ class ModelInfo:
     detail: str = "not checked yet"
     methods: tuple[str, ...] = ()
     trained_on: str = ""
+    data_fingerprint: str = ""
+    cam_grid: tuple[int, ...] = ()
 
     def to_proto(self) -> epb.ModelInfo:
         values = dataclasses.asdict(self)
         values["classes"], values["methods"] = list(self.classes), list(self.methods)
+        values["cam_grid"] = list(self.cam_grid)
         return epb.ModelInfo(**values)
 
     def to_json(self) -> dict[str, Any]:
         values = dataclasses.asdict(self)
         values["classes"], values["methods"] = list(self.classes), list(self.methods)
+        values["cam_grid"] = list(self.cam_grid)
         return values
 
     def with_metadata(self, meta: Mapping[str, Any]) -> ModelInfo:
@@ -107,7 +111,11 @@ class ModelInfo:
             trained=bool(meta.get("trained", self.trained)),
             weights_source=str(meta.get("weights_source", self.weights_source)),
             methods=tuple(str(m) for m in meta.get("methods", self.methods)),
-            trained_on=str(meta.get("extra", {}).get("trained_on", self.trained_on)),
+            trained_on=str(
+                meta.get("trained_on") or meta.get("extra", {}).get("trained_on", self.trained_on)
+            ),
+            data_fingerprint=str(meta.get("data_fingerprint", self.data_fingerprint)),
+            cam_grid=tuple(int(g) for g in meta.get("cam_grid") or self.cam_grid),
         )
 
 

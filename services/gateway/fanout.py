@@ -51,6 +51,7 @@ class ModelOutcome:
     architecture: str
     trained: bool
     handler_timings: pb.Timings | None = None
+    trained_on: str = ""
 
     @property
     def ok(self) -> bool:
@@ -67,6 +68,7 @@ class ModelOutcome:
             gateway_timings=self.timings,
             architecture=self.architecture,
             trained=self.trained,
+            trained_on=self.trained_on,
         )
 
 
@@ -283,7 +285,16 @@ class Gateway:
             attempts=reply.attempts,
         )
         return ModelOutcome(
-            model, code, message, http, reply.raw, timings, info.architecture, trained, handler
+            model,
+            code,
+            message,
+            http,
+            reply.raw,
+            timings,
+            info.architecture,
+            trained,
+            handler,
+            trained_on=info.trained_on,
         )
 
     def _observe(self, backend: Backend, outcome: ModelOutcome, reply: BackendReply) -> None:

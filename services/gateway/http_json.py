@@ -65,6 +65,9 @@ class ResultBody(BaseModel):
     positive: bool
     label: str = Field(description="the class the model's own threshold gives")
     trained: bool
+    trained_on: str = Field(
+        description='"phantom (synthetic)", the data set\'s name or "untrained"'
+    )
     geometry: dict[str, float] | None = Field(description="how the map's canvas maps to the image")
     timings: dict[str, float]
     maps: list[MapBody]
@@ -75,6 +78,7 @@ class ModelResultBody(BaseModel):
     status: StatusBody
     architecture: str
     trained: bool
+    trained_on: str
     gateway_timings: dict[str, float]
     result: ResultBody | None = None
 
@@ -144,10 +148,14 @@ class ModelInfoBody(BaseModel):
     flops: int
     trained: bool
     weights_source: str
+    data_fingerprint: str = Field(description="SHA-256 of the training data and its split")
+    cam_grid: list[int] = Field(description="rows and columns of the CAM target layer's map")
     ready: bool
     detail: str
     methods: list[str] = Field(description="the CAM methods the model's handler serves")
-    trained_on: str = Field(description="what the weights were trained on; empty if unknown")
+    trained_on: str = Field(
+        description='"phantom (synthetic)", the data set\'s name, or "untrained"; empty if unknown'
+    )
 
 
 class UnlistedBackendBody(BaseModel):
@@ -221,6 +229,7 @@ def _result_json(result: pb.ExplainResult, info: ModelInfo) -> dict[str, Any]:
         "positive": result.positive,
         "label": result_label(result, info.positive_class),
         "trained": result.trained,
+        "trained_on": result.trained_on,
         "geometry": geometry,
         "timings": {f.name: getattr(t, f.name) for f in t.DESCRIPTOR.fields},
         "maps": [_map_json(m) for m in result.maps],
@@ -239,6 +248,7 @@ def outcome_json(outcome: ModelOutcome, info: ModelInfo) -> dict[str, Any]:
         },
         "architecture": outcome.architecture,
         "trained": outcome.trained,
+        "trained_on": outcome.trained_on,
         "gateway_timings": {f.name: getattr(timings, f.name) for f in timings.DESCRIPTOR.fields},
         "result": None,
     }

@@ -125,3 +125,13 @@ def test_overlays_carry_caption_colour_bar_and_zero_note(tmp_path: Path) -> None
     assert (zero_film.max(axis=2).astype(int) - zero_film.min(axis=2) <= 24).all()
     reddish = (zero[H:, :, 0].astype(int) - zero[H:, :, 1] > 80).sum()
     assert reddish > 20 and (panel[..., 0].astype(int) - panel[..., 1] > 80).sum() < reddish
+
+
+def test_the_summary_says_what_a_trained_model_was_trained_on(tmp_path: Path) -> None:
+    answer = response([heat_map(np.ones((64, 64)), "gradcam")])
+    item = answer.results[0]
+    item.trained, item.trained_on = True, "phantom (synthetic)"
+    item.result.trained, item.result.trained_on = True, "phantom (synthetic)"
+    gray = np.zeros((H, W), dtype=np.uint8)
+    entry = write_outputs(png(gray), answer, "rid", tmp_path)["models"]["resnet18"]
+    assert entry["trained"] and entry["trained_on"] == "phantom (synthetic)"

@@ -104,6 +104,7 @@ def test_every_ready_model_answers_over_grpc(stack: LiveStack) -> None:
     for item in response.results:
         result = item.result
         assert not item.trained and not result.trained and item.architecture == result.architecture
+        assert item.trained_on == result.trained_on == "untrained"
         assert len(result.probabilities) == 2 and result.threshold == pytest.approx(0.5)
         heat = decode_map(result.maps[0])
         assert heat.shape == (64, 64) and np.isfinite(heat).all()
@@ -148,6 +149,8 @@ def test_list_models_carries_the_handlers_metadata(stack: LiveStack) -> None:
         and list(resnet.classes) == ["no_pneumothorax", "pneumothorax"]
     )
     assert models["vit_s16"].family == "vit" and models["ghost"].ready is False
+    assert resnet.trained_on == "untrained" and list(resnet.cam_grid) == [2, 2]  # 64 px / 32
+    assert list(models["vit_s16"].cam_grid) == [4, 4]  # 64 px / 16
 
 
 def test_an_image_just_under_the_cap_goes_through_every_hop(stack: LiveStack) -> None:
@@ -290,6 +293,7 @@ def test_explain_cli_lays_each_map_on_the_original_image(stack: LiveStack, tmp_p
     for model in ("resnet18", "vit_s16"):
         entry = summary["models"][model]
         assert entry["status"] == "OK" and entry["trained"] is False
+        assert entry["trained_on"] == "untrained"
         assert entry["overlays"] == [f"{model}_gradcam.png", f"{model}_gradcampp.png"]
         with Image.open(out / entry["overlays"][1]) as overlay:
             # the film at its own size on top, the caption and colour bar under it

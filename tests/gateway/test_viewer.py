@@ -32,7 +32,7 @@ class TrainedMetadata(FakeMetadata):
         self, backend: BackendConfig, model: str, customized: bool
     ) -> ModelDescription:
         description = await super().describe(backend, model, customized)
-        extra = {"methods": ["gradcam", "hirescam"], "extra": {"trained_on": "synthetic phantom"}}
+        extra = {"methods": ["gradcam", "hirescam"], "trained_on": "phantom (synthetic)"}
         metadata = {**(description.metadata or {}), **extra, "trained": True}
         return dataclasses.replace(description, metadata=metadata)
 
@@ -128,4 +128,4 @@ def test_models_list_the_methods_and_training_data(base: str) -> None:
     assert {m["name"] for m in models} == {"fast", "slow", "bad"}
     for model in models:
         assert model["methods"] == ["gradcam", "hirescam"]
-        assert model["trained"] and model["trained_on"] == "synthetic phantom"
+        assert model["trained"] and model["trained_on"] == "phantom (synthetic)"

@@ -270,7 +270,7 @@ function badge(text, kind) {
 function badges(model) {
   const list = [];
   if (!model.trained) list.push(badge("untrained (random weights)", "untrained"));
-  else if (model.trained_on === "synthetic phantom") list.push(badge("trained on the synthetic phantom", "phantom"));
+  else if (model.trained_on === "phantom (synthetic)") list.push(badge("trained on the synthetic phantom", "phantom"));
   else list.push(badge(`trained on ${model.trained_on || model.weights_source || "?"}`, "trained"));
   if (!model.ready) list.push(badge(`not ready: ${model.detail}`, "warn"));
   return list;

@@ -26,8 +26,11 @@ from harness.phantom.generate import (
     PhantomConfig,
     PhantomResult,
     generate_phantom,
+    plan_cases,
+    render_case,
 )
 from harness.phantom.lesion import apply_lesion, chest_tube, sample_lesion
+from harness.phantom.siim_shapes import SideShape, coverage, fit_to_lung, load_bank
 from ptxplain.errors import InvalidOptionError
 from tests.harness.conftest import PHANTOM_CONFIG
 
@@ -62,8 +65,7 @@ def test_reader_returns_the_generators_labels_and_masks(
         assert record.mask_pixels == int(case.mask.sum())
         assert np.array_equal(record.load_mask(), case.mask)
     rows = Counter(line.split(",")[0] for line in (root / CSV_NAME).read_text().splitlines()[1:])
-    bilateral = [c for c in result.cases if len(c.lesions) == 2]
-    assert bilateral and all(rows[c.image_id] == 2 for c in bilateral)  # two rows, merged
+    assert all(rows[c.image_id] == max(1, len(c.lesions)) for c in result.cases)  # one per side
 
 
 def test_set_composition(phantom_set: tuple[Path, PhantomResult]) -> None:
@@ -79,7 +81,9 @@ def test_set_composition(phantom_set: tuple[Path, PhantomResult]) -> None:
     assert sum(c.monochrome1 for c in cases) == 4
     sizes = sorted(int(c.mask.sum()) for c in positives)
     assert sizes[0] * 10 < sizes[-1], sizes  # small subtle ones and large ones
-    assert {lesion.site for c in positives for lesion in c.lesions} == {"apex", "lateral"}
+    assert {lesion.side for c in positives for lesion in c.lesions} == {1, 2}
+    bank_ids = set(load_bank().ids)
+    assert all(lesion.source in bank_ids for c in positives for lesion in c.lesions)
 
 
 def test_files_carry_made_up_identity_and_decode_bright_is_dense(
@@ -104,11 +108,22 @@ def _anatomy(seed: int = 5, size: int = 128):
     return rng, geometry, draw_anatomy(rng, geometry)
 
 
+def _fitted(anatomy, index: int, side: int) -> tuple[SideShape, np.ndarray]:
+    bank = load_bank()
+    part = next(
+        p for parts in bank.sides[index:] for p in parts if p.side == side and p.area > 0.01
+    )
+    region, _ = fit_to_lung(part, anatomy.lung_labels == side)
+    return part, region
+
+
 def test_lesion_removes_markings_and_has_a_pleural_line_outside_the_mask() -> None:
-    rng, geometry, anatomy = _anatomy()
+    rng, _, anatomy = _anatomy()
     assert anatomy.markings[anatomy.lungs].std() > 0.01  # lungs do have markings
-    spec = dataclasses.replace(sample_lesion(rng, 1, 128, geometry.scale), depth=10.0)
-    drawn, region = apply_lesion(anatomy, spec, min_pixels=20)
+    part, region = _fitted(anatomy, 0, 1)
+    spec = sample_lesion(rng, side=1, source="x", source_area=part.area, scale=1.0)
+    spec = dataclasses.replace(spec, contrast=0.04, line_contrast=0.05)
+    drawn = apply_lesion(anatomy, spec, region)
     assert region.sum() >= 20 and not (region & (anatomy.lung_labels != 1)).any()
     assert not drawn.markings[region].any()
     assert (drawn.base[region] < anatomy.base[region]).all()
@@ -118,19 +133,50 @@ def test_lesion_removes_markings_and_has_a_pleural_line_outside_the_mask() -> No
     assert np.array_equal(drawn.base[untouched], anatomy.base[untouched])
 
 
-def test_tiny_lesion_grows_to_the_minimum_size() -> None:
-    rng, geometry, anatomy = _anatomy(seed=6)
-    spec = dataclasses.replace(sample_lesion(rng, 2, 128, geometry.scale), depth=0.3)
-    _, region = apply_lesion(anatomy, spec, min_pixels=15)
-    assert region.sum() >= 15
+@pytest.mark.parametrize(("index", "side"), [(0, 1), (40, 2), (300, 1)])
+def test_a_real_mask_fits_inside_its_lung_with_its_area_kept(index: int, side: int) -> None:
+    _, _, anatomy = _anatomy(seed=6)
+    part, region = _fitted(anatomy, index, side)
+    assert not (region & (anatomy.lung_labels != side)).any()
+    assert int(region.sum()) == round(part.area * region.size)
+    assert ndimage.label(region)[1] <= 4  # a shape, not scattered pixels
 
 
 def test_chest_tube_stays_outside_the_mask() -> None:
-    rng, geometry, anatomy = _anatomy(seed=7)
-    spec = dataclasses.replace(sample_lesion(rng, 1, 128, geometry.scale), site="lateral")
-    _, region = apply_lesion(anatomy, spec, min_pixels=20)
+    rng, _, anatomy = _anatomy(seed=7)
+    _, region = _fitted(anatomy, 10, 1)
     tube = chest_tube(rng, anatomy, 1, region)
     assert tube.sum() > 20 and not (tube > 0)[region].any()
+
+
+def test_reference_hemithoraces_hold_the_real_masks() -> None:
+    """The constants that place real masks in the phantom's lungs hold >= 96 % of all SIIM-ACR
+    mask pixels of their side."""
+    assert coverage(1) >= 0.96 and coverage(2) >= 0.96
+
+
+SIIM_AREA_QUARTILES = np.array([0.39, 0.82, 1.75])  # % of the image (stage-1 training masks)
+
+
+def test_lesion_areas_follow_siim_acr() -> None:
+    """Each quartile of the lesion area (share of the image) within 15 % of SIIM-ACR's, large
+    lesions included, bilateral ones present, and lesions in the upper lung like real ones."""
+    config = PhantomConfig(n=900, seed=0, size=96)
+    areas, bilateral, upper = [], 0, 0
+    for plan in plan_cases(config):
+        if not plan.positive:
+            continue
+        _, regions, lesions = render_case(config, plan)
+        mask = np.logical_or.reduce(regions)
+        areas.append(mask.mean() * 100)
+        bilateral += len(lesions) == 2
+        rows = np.nonzero(mask)[0]
+        upper += rows.mean() < 0.5 * config.size
+    quartiles = np.quantile(areas, [0.25, 0.5, 0.75])
+    assert np.all(np.abs(quartiles / SIIM_AREA_QUARTILES - 1) <= 0.15), quartiles
+    assert max(areas) > 5.0 and np.mean(np.array(areas) > 5.0) > 0.02
+    assert 0.05 < bilateral / len(areas) < 0.3
+    assert upper / len(areas) > 0.6
 
 
 @pytest.mark.parametrize(
@@ -140,6 +186,7 @@ def test_chest_tube_stays_outside_the_mask() -> None:
         ("size", 32, "--size"),
         ("positive_fraction", 1.5, "--positive-fraction"),
         ("compressed_fraction", -0.1, "--compressed-fraction"),
+        ("lesion_contrast", 0.0, "--lesion-contrast"),
     ],
 )
 def test_bad_options_name_the_flag(field: str, value: float, flag: str) -> None:

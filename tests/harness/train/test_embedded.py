@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from handlers.archive import WeightsSource, build_archive, read_archive_meta
+from harness.phantom.generate import PhantomConfig, generate_phantom
 from harness.train.embedded import DefaultModelsPlan, archive_checkpoints, ensure_phantom
 from harness.train.profiles import PhantomRecipe, Profile, ProfileEntry
-from ptxplain.errors import InvalidOptionError
+from ptxplain.cli import main
+from ptxplain.errors import ConfigError, InvalidOptionError
 from ptxplain.models.meta import META_FILENAME, ModelMeta
 from ptxplain.models.registry import get_spec
 from ptxplain.models.weights import save_weights
@@ -59,3 +62,63 @@ def test_trained_checkpoints_are_archived_and_missing_ones_named(tmp_path: Path)
     assert any("vit_s16 has no finished checkpoint" in line for line in lines)
     assert archive_checkpoints(plan(tmp_path), lines.append) == []
     assert "already there" in lines[-2]
+
+
+def _checkpoint(tmp_path: Path, fingerprint: str, dataset: str) -> None:
+    folder = tmp_path / "ckpt" / "resnet18"
+    spec = get_spec("resnet18")
+    torch.manual_seed(0)
+    save_weights(spec.build(64), folder / "weights.safetensors")
+    meta = ModelMeta.for_spec(
+        spec,
+        64,
+        trained=True,
+        data_fingerprint=fingerprint,
+        dataset=dataset,
+        synthetic=dataset == "phantom",
+        recipe={"settings_key": "k-" + fingerprint},
+    )
+    meta.write(folder / META_FILENAME)
+
+
+def test_an_archive_trained_on_other_data_stops_archiving_unless_forced(tmp_path: Path) -> None:
+    _checkpoint(tmp_path, "aaaa", "phantom")
+    lines: list[str] = []
+    archive_checkpoints(plan(tmp_path), lines.append)
+    _checkpoint(tmp_path, "bbbb", "siim")  # retrained on other data; the archive is stale
+    with pytest.raises(ConfigError, match=r"trained on phantom \(synthetic\).*trained on siim"):
+        archive_checkpoints(plan(tmp_path), lines.append)
+    assert read_archive_meta(tmp_path / "store" / "resnet18.mar").dataset == "phantom"
+    [rebuilt] = archive_checkpoints(plan(tmp_path), lines.append, force=True)
+    assert read_archive_meta(rebuilt.path).trained_on == "siim"
+    assert archive_checkpoints(plan(tmp_path), lines.append) == []
+    assert "already there (trained on siim)" in lines[-2]
+
+
+def test_a_random_init_archive_is_kept_with_a_notice(tmp_path: Path) -> None:
+    _checkpoint(tmp_path, "aaaa", "phantom")
+    build_archive("resnet18", tmp_path / "store", weights=WeightsSource(seed=0, input_size=64))
+    lines: list[str] = []
+    assert archive_checkpoints(plan(tmp_path), lines.append) == []
+    assert any("notice" in line and "random-init" in line for line in lines)
+    assert read_archive_meta(tmp_path / "store" / "resnet18.mar").trained_on == "untrained"
+
+
+def test_models_if_empty_checks_the_store_against_the_data_and_does_not_train(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`make deploy`'s step: archives present -> only a check; one trained on other data than
+    DATA stops it, naming both (the old models are never silently served for new data)."""
+    generate_phantom(PhantomConfig(n=20, seed=2, size=64), tmp_path / "data")
+    argv = ["models", "--data", str(tmp_path / "data"), "--checkpoints", str(tmp_path / "ckpt")]
+    argv += ["--model-store", str(tmp_path / "store"), "--if-empty"]
+    build_archive("vgg16_bn", tmp_path / "store", weights=WeightsSource(seed=0, input_size=64))
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "random-init" in out and "not training" in out and not (tmp_path / "ckpt").exists()
+    _checkpoint(tmp_path, "cccc", "siim")
+    archive_checkpoints(plan(tmp_path), print)
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "resnet18.mar was trained on siim" in err and "phantom (synthetic)" in err
+    assert not (tmp_path / "ckpt" / "resnet34").exists()

@@ -99,6 +99,7 @@ def test_a_trained_checkpoint_archives_and_serves_what_it_learned(
     served_result = served.predict(NAME, record.path.read_bytes(), ExplainOptions()).result
     assert served_result.status.code == 0, served_result.status.message
     assert served_result.trained and served_result.architecture == "resnet18"
+    assert served_result.trained_on == "phantom (synthetic)" == meta.trained_on
     assert served_result.threshold == pytest.approx(meta.threshold)
     model = get_spec("resnet18").build(SIZE)
     load_weights(model, checkpoint / WEIGHTS_FILENAME, "resnet18")

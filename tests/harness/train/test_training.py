@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +84,7 @@ def test_short_run_writes_a_checkpoint_that_meta_and_weights_readers_accept(
     assert 0.0 <= meta.threshold <= 1.0 and len(meta.data_fingerprint) == 64
     assert {"val_auroc", "val_sensitivity", "val_specificity"} <= set(meta.metrics)
     assert meta.extra["threshold_rule"] == "youden_j_on_val"
-    assert meta.extra["trained_on"] == "synthetic phantom"
+    assert meta.trained_on == "phantom (synthetic)"
     assert len(meta.extra["history"]) == 2
     load_weights(get_spec("resnet18").build(SIZE), result.weights_path, "resnet18")
     assert not (tmp_path / "ckpt" / STATE_FILENAME).exists()
@@ -132,11 +133,57 @@ def test_resume_refuses_a_state_from_other_settings(data: Path, tmp_path: Path) 
         train(_config(data, tmp_path / "run", epochs=2))
 
 
-def test_a_trained_output_folder_needs_overwrite(data: Path, tmp_path: Path) -> None:
-    train(_config(data, tmp_path / "run", epochs=1))
-    with pytest.raises(ConfigError, match="--overwrite"):
-        train(_config(data, tmp_path / "run", epochs=1))
-    assert train(_config(data, tmp_path / "run", epochs=1, overwrite=True)).finished
+def test_a_finished_folder_is_skipped_only_for_this_very_run(data: Path, tmp_path: Path) -> None:
+    first = train(_config(data, tmp_path / "run", epochs=1))
+    weights = _weights_bytes(tmp_path / "run")
+    again = train(_config(data, tmp_path / "run", epochs=1))
+    assert (
+        again.epochs == 0
+        and again.meta == first.meta
+        and _weights_bytes(tmp_path / "run") == weights
+    )
+    with pytest.raises(ConfigError, match=r"recipe: .*epochs 1 -> 2.*--force"):
+        train(_config(data, tmp_path / "run", epochs=2))
+    forced = train(_config(data, tmp_path / "run", epochs=2, force=True))
+    assert forced.epochs == 2 and forced.meta is not None
+    assert forced.meta.recipe["hyperparameters"]["epochs"] == 2
+    assert train(_config(data, tmp_path / "run", epochs=2, overwrite=True)).epochs == 2
+
+
+def test_checkpoints_record_what_they_were_trained_on(data: Path, tmp_path: Path) -> None:
+    meta = train(_config(data, tmp_path / "run", epochs=1)).meta
+    assert meta is not None
+    assert meta.dataset == "phantom" and meta.synthetic and meta.trained_on == "phantom (synthetic)"
+    assert len(meta.train_ids_sha256) == 64 and meta.cam_grid == (1, 1)  # resnet at 32 px
+    assert meta.recipe["settings_key"] and meta.recipe["hyperparameters"]["input_size"] == SIZE
+    written = json.loads((tmp_path / "run" / META_FILENAME).read_text())
+    assert written["trained_on"] == "phantom (synthetic)" and written["cam_grid"] == [1, 1]
+
+
+def test_other_data_in_a_finished_folder_stops_training_unless_forced(
+    data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run over a different data set never silently reuses the old model: alone, in a
+    profile (which stops before training anything) or through the CLI."""
+    out = tmp_path / "ckpts" / "resnet18"
+    train(_config(data, out, epochs=1))
+    other = tmp_path / "siim-like"
+    generate_phantom(PhantomConfig(n=32, seed=6, size=64, compressed_fraction=0.0), other)
+    (other / "phantom-truth.json").unlink()  # not recognisably the phantom: named by its folder
+    with pytest.raises(ConfigError, match=r"trained on phantom \(synthetic\).*on siim-like"):
+        train(_config(other, out, epochs=1))
+    profile = Profile("tiny", "test", (ProfileEntry("resnet18", SIZE, 1, 8, 1e-3),))
+    configs = profile_configs(profile, _config(other, tmp_path / "ckpts", epochs=1), {})
+    with pytest.raises(ConfigError, match="siim-like"):
+        run_profile(configs)
+    argv = ["train", "--profile", "quick", "--data", str(other), "--out", str(tmp_path / "q")]
+    quick_out = tmp_path / "q" / QUICK.entries[0].arch
+    shutil.copytree(out, quick_out)
+    assert main([*argv, "--no-progress", "--threads", "1"]) == 2  # before any training
+    assert "siim-like" in capsys.readouterr().err and not (tmp_path / "q" / "resnet34").exists()
+    [outcome] = run_profile([dataclasses.replace(configs[0], force=True)])
+    assert not outcome.skipped and outcome.result is not None and outcome.result.meta is not None
+    assert outcome.result.meta.dataset == "siim-like" and not outcome.result.meta.synthetic
 
 
 def test_class_weights_balance_an_imbalanced_training_split(
