@@ -104,7 +104,7 @@ def _start_torchserve(
 
 
 def start_gateway_process(
-    ts_config: Any, root: Path, *, http: bool = False
+    ts_config: Any, root: Path, *, http: bool = False, max_in_flight: int = 32
 ) -> tuple[subprocess.Popen[bytes], str, str | None]:
     """``ptxplain gateway`` as its own process in front of ``ts_config``'s TorchServe, on free
     ports: (process, gRPC target, HTTP base URL or None)."""
@@ -119,6 +119,7 @@ def start_gateway_process(
                 "grpc": ts_config.grpc_inference_target,
                 "management": ts_config.management_url,
                 "key_file": str(ts_config.key_file),
+                "max_in_flight": max_in_flight,
             }
         ],
     }

@@ -5,9 +5,9 @@
   and a short reconnect backoff, so a backend that comes back is used again within a second;
 * a bound on calls in flight: past it a call fails at once with :class:`OverloadedError`
   (RESOURCE_EXHAUSTED / 429) instead of queueing until the client's deadline;
-* at most ``capacity`` calls per model handed to TorchServe at once (one per worker on CPU,
-  batch size x workers on a GPU, learnt by the catalog; or ``max_sent_per_model``); the rest
-  wait in the gateway, where
+* at most ``capacity`` calls per model handed to TorchServe at once (one batch per worker:
+  batch size x workers, learnt by the catalog, so that TorchServe's batches can fill; or
+  ``max_sent_per_model``); the rest wait in the gateway, where
   cancelling really cancels. TorchServe 0.12 runs every job it has queued even when the caller
   left (a cancelled gRPC call only suppresses its answer), so a call already handed over is not
   abandoned when its client goes: it runs on, discarded, and holds its slot until TorchServe

@@ -245,9 +245,9 @@ class TorchServeMetadata:
 
 
 def _capacity(raw: Mapping[str, Any], ready_workers: int) -> int:
-    workers = raw.get("workers", [])
-    gpu = raw.get("deviceType") == "gpu" or any(w.get("gpu") is True for w in workers)
-    return ready_workers * (int(raw.get("batchSize", 1) or 1) if gpu else 1)
+    """Calls worth handing to TorchServe at once: one full batch per ready worker, so that its
+    batching can fill (fewer, and every batch would hold one image)."""
+    return ready_workers * int(raw.get("batchSize", 1) or 1)
 
 
 class Catalog:

@@ -23,8 +23,8 @@ A YAML file (``--config`` or ``$PTXPLAIN_GATEWAY_CONFIG``; or the YAML text itse
         key_file: run/torchserve/key_file.json   # TorchServe's token file; absent = auth off
         models: all            # or a list; `all` = what the management API lists
         max_in_flight: 32      # calls admitted at once (past it: RESOURCE_EXHAUSTED / 429)
-        max_sent_per_model: null   # handed to TorchServe at once; null = one per worker on
-                                   # CPU, batch size x workers on a GPU
+        max_sent_per_model: null   # handed to TorchServe at once; null = one batch per
+                                   # worker (batch size x workers)
         linger_s: 120          # a call whose client left holds its slot until TorchServe
                                # answers, at most this long
 
