@@ -133,12 +133,15 @@ def _test_ids(data: Path) -> set[str]:
     return {r.image_id for r in split.records(dataset, "test")}
 
 
-def _train_config(config: ShortcutConfig, arch: str, data: Path) -> Any:
+def _train_config(config: ShortcutConfig, arch: str, data: Path, cnn: Path | None) -> Any:
+    """A ViT distils from the first CNN trained before it (``cnn``), as the quick profile's
+    ViT does: from scratch on a few hundred images it learns nothing, not even the drain."""
     from harness.train.augment import AugmentConfig
     from harness.train.run import TrainConfig
 
     vit = arch.startswith("vit")
     return TrainConfig(
+        teacher=cnn if vit else None,
         arch=arch,
         data=data,
         out=config.out / "models" / arch,
@@ -327,11 +330,15 @@ def run_shortcut(config: ShortcutConfig, say: Callable[[str], None] = log.info) 
         "decorrelated": decorrelated,
     }
     models = {}
+    cnn: Path | None = None
     for arch in config.archs:
-        train_config = _train_config(config, arch, correlated_dir)
+        train_config = _train_config(config, arch, correlated_dir, cnn)
         if not train_config.finished:
-            say(f"{arch}: training {config.epochs} epochs at {config.size} px")
+            taught = f", distilled from {cnn.name}" if train_config.teacher else ""
+            say(f"{arch}: training {config.epochs} epochs at {config.size} px{taught}")
             train(train_config)
+        if cnn is None and not arch.startswith("vit"):
+            cnn = train_config.out
         engine, meta = _engine(train_config.out)
         say(f"{arch}: evaluating")
         models[arch] = _model_block(engine, meta, splits, config)

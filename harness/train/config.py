@@ -16,6 +16,7 @@ import torch
 
 from harness.data.dataset import ReadOptions
 from harness.train.augment import AugmentConfig
+from harness.train.distill import teacher_identity
 from harness.train.pretrained import LocalWeightDirs
 from ptxplain.errors import ConfigError, InvalidOptionError
 from ptxplain.models.meta import META_FILENAME
@@ -68,6 +69,10 @@ class TrainConfig:
     read: ReadOptions = dataclasses.field(default_factory=ReadOptions)
     progress: bool = True
     profile: str = ""  # the profile this run belongs to ("" for a single --arch run)
+    # Soft-label distillation from a trained checkpoint folder on the same data (see distill.py).
+    teacher: Path | None = None
+    distill_alpha: float = 0.5
+    distill_temperature: float = 2.0
 
     def __post_init__(self) -> None:
         checks = {
@@ -81,6 +86,8 @@ class TrainConfig:
             "--input-size": self.input_size is None or self.input_size >= 16,
             "--stop-after-epochs": self.stop_after is None or self.stop_after >= 1,
             "--state-every": self.state_every_s >= 0,
+            "--distill-alpha": 0.0 < self.distill_alpha <= 1.0,
+            "--distill-temperature": self.distill_temperature > 0,
         }
         for flag, ok in checks.items():
             if not ok:
@@ -123,6 +130,12 @@ class TrainConfig:
             zero_init_residual=self.zero_init_residual,
             augment=dataclasses.asdict(self.augment),
         )
+        if self.teacher is not None:
+            values["distill"] = {
+                "teacher": teacher_identity(self.teacher),
+                "alpha": self.distill_alpha,
+                "temperature": self.distill_temperature,
+            }
         return values
 
 

@@ -18,6 +18,7 @@ from torch import nn
 
 from harness.train.augment import AugmentConfig, augment_batch
 from harness.train.data import ImageTensors, model_batch
+from harness.train.distill import Teacher, distillation_loss
 from harness.train.metrics import validation_auroc
 from ptxplain.models.registry import ArchSpec
 
@@ -84,16 +85,22 @@ class EpochRunner:
     augment: AugmentConfig
     device: torch.device
     bf16: bool = False  # bfloat16 autocast for training steps (validation stays float32)
+    teacher: Teacher | None = None  # soft-label distillation (training loss only)
 
     def _inputs(self, canvases: torch.Tensor) -> torch.Tensor:
         batch = model_batch(canvases, self.spec.mean, self.spec.std).to(self.device)
         return batch.contiguous(memory_format=torch.channels_last)
 
-    def _step(self, x: torch.Tensor, y: torch.Tensor) -> float:
+    def _step(self, canvases: torch.Tensor, y: torch.Tensor) -> float:
         self.optimizer.zero_grad(set_to_none=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
-            logits = self.model(x)
+            logits = self.model(self._inputs(canvases))
         loss = self.loss_fn(logits.float(), y.to(self.device))
+        if self.teacher is not None:
+            teacher = self.teacher.logits(canvases, self.device, self.bf16)
+            loss = distillation_loss(
+                loss, logits.float(), teacher, self.teacher.alpha, self.teacher.temperature
+            )
         loss.backward()
         self.optimizer.step()
         self.scheduler.step()
@@ -110,7 +117,7 @@ class EpochRunner:
             canvases = augment_batch(
                 images.canvases[index], images.content[index], self.augment, generator
             )
-            loss = self._step(self._inputs(canvases), images.labels[index])
+            loss = self._step(canvases, images.labels[index])
             total, seen = total + loss * len(index), seen + len(index)
             bar.update(1)
             bar.set_postfix_str(f"loss {total / seen:.4f}{note}", refresh=False)

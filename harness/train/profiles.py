@@ -54,6 +54,10 @@ class ProfileEntry:
     warmup_epochs: int = 1
     augment: bool = True
     zero_init_residual: bool = False
+    # Another entry of the profile (trained before this one) to distil soft labels from.
+    teacher: str | None = None
+    distill_alpha: float = 0.5
+    distill_temperature: float = 2.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +78,16 @@ class Profile:
     description: str
     entries: tuple[ProfileEntry, ...]
     phantom: PhantomRecipe | None = None
+
+    def __post_init__(self) -> None:
+        earlier: set[str] = set()
+        for entry in self.entries:
+            if entry.teacher is not None and entry.teacher not in earlier:
+                raise ConfigError(
+                    f"profile {self.name}: {entry.arch}'s teacher {entry.teacher} is not an "
+                    "earlier entry"
+                )
+            earlier.add(entry.arch)
 
 
 def _study_entry(arch: str) -> ProfileEntry:
@@ -150,6 +164,7 @@ def profile_configs(
         values = dataclasses.asdict(entry) | overrides
         values["augment"] = dataclasses.replace(base.augment, enabled=values["augment"])
         values["out"] = base.out / entry.arch
+        values["teacher"] = None if entry.teacher is None else base.out / entry.teacher
         values["profile"] = profile.name
         configs.append(dataclasses.replace(base, **values))
     return configs
@@ -168,16 +183,23 @@ def _plan(configs: list[TrainConfig], records: TrainValRecords) -> list[bool]:
     """Per config: skip it (this very run is finished there)? Every finished folder holding
     another run is reported at once, before anything trains, unless forced."""
     skip, problems = [], []
+    retrained: set[Path] = set()
     for config in configs:
+        if config.teacher is not None and config.teacher in retrained:
+            skip.append(False)  # its teacher changes: the student's recipe does too
+            retrained.add(config.out)
+            continue
         if not is_finished(config.out) or config.overwrite:
             skip.append(False)
+            retrained.add(config.out)
             continue
         key = settings_key(config, records.fingerprint)
         try:
             hyper = config.hyperparameters()
-            skip.append(
-                check_finished(config.out, records.provenance, key, hyper, force=config.force)
-            )
+            same = check_finished(config.out, records.provenance, key, hyper, force=config.force)
+            skip.append(same)
+            if not same:
+                retrained.add(config.out)
         except ConfigError as exc:
             problems.append(exc.message)
     if problems:

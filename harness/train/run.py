@@ -41,6 +41,7 @@ from harness.train.config import (
     settings_key,
 )
 from harness.train.data import ImageTensors, TrainValRecords, load_images, read_train_val
+from harness.train.distill import load_teacher
 from harness.train.loop import EpochRunner, Validation, epoch_seed, steps_per_epoch, warmup_cosine
 from harness.train.metrics import class_weights, youden_threshold
 from harness.train.pretrained import WeightsInit, initialise_weights
@@ -174,6 +175,16 @@ def _setup(config: TrainConfig, images: TrainImages) -> _Run:
         augment=config.augment,
         device=device,
         bf16=config.precision == "bf16",
+        teacher=None
+        if config.teacher is None
+        else load_teacher(
+            config.teacher,
+            images.fingerprint,
+            config.size,
+            alpha=config.distill_alpha,
+            temperature=config.distill_temperature,
+            device=device,
+        ),
     )
     key = settings_key(config, images.fingerprint)
     state_path = config.out / STATE_FILENAME
@@ -193,6 +204,14 @@ def _log_start(run: _Run) -> None:
     else:
         head = "head too" if init.head_loaded else "fresh 2-class head"
         log.info("%s: starting from local weights %s (%s)", config.arch, init.path, head)
+    if config.teacher is not None:
+        log.info(
+            "%s: distilling from %s (alpha %.2f, temperature %.1f)",
+            config.arch,
+            config.teacher,
+            config.distill_alpha,
+            config.distill_temperature,
+        )
     log.info(
         "%s: %d train / %d val images at %d px; %s",
         config.arch,
@@ -303,7 +322,7 @@ def _meta(run: _Run, val: Validation) -> ModelMeta:
         config.size,
         threshold=choice.threshold,
         trained=True,
-        weights_source=f"ptxplain train ({run.init.source})",
+        weights_source=f"ptxplain train ({run.init.source}{_distilled(run)})",
         metrics=metrics,
         data_fingerprint=run.images.fingerprint,
         extra=json.loads(json.dumps(extra)),
@@ -312,6 +331,11 @@ def _meta(run: _Run, val: Validation) -> ModelMeta:
         train_ids_sha256=data.train_ids_sha256,
         recipe=json.loads(json.dumps(recipe)),
     )
+
+
+def _distilled(run: _Run) -> str:
+    teacher = run.runner.teacher
+    return "" if teacher is None else f", distilled from {teacher.spec.name}"
 
 
 def _finish(run: _Run) -> ModelMeta:

@@ -76,6 +76,24 @@ def _hyperparameters(parser: argparse.ArgumentParser) -> None:
         action=argparse.BooleanOptionalAction,
         help="from scratch, start ResNet blocks as the identity (default off)",
     )
+    group.add_argument(
+        "--teacher",
+        type=Path,
+        help="distil soft labels from this trained checkpoint folder (same data, same input "
+        "size; not with --profile, whose entries name their own teacher)",
+    )
+    group.add_argument(
+        "--distill-alpha",
+        type=float,
+        default=0.5,
+        help="weight of the teacher's soft labels in the loss (0.5)",
+    )
+    group.add_argument(
+        "--distill-temperature",
+        type=float,
+        default=2.0,
+        help="softmax temperature of the distillation term (2.0)",
+    )
 
 
 def _runtime(parser: argparse.ArgumentParser) -> None:
@@ -151,6 +169,8 @@ def _base_config(args: argparse.Namespace, arch: str, out: Path) -> Any:
         augment=AugmentConfig(enabled=args.augment is not False, hflip=args.hflip),
         read=ReadOptions(layout=args.layout, state_dir=args.state_dir, progress=True),
         progress=not args.no_progress,
+        distill_alpha=args.distill_alpha,
+        distill_temperature=args.distill_temperature,
     )
 
 
@@ -165,7 +185,7 @@ def _run_arch(args: argparse.Namespace) -> int:
     base = _base_config(args, args.arch, args.out or Path("checkpoints") / args.arch)
     overrides = _overrides(args)
     overrides.pop("augment", None)  # already in base.augment
-    result = train(dataclasses.replace(base, **overrides))
+    result = train(dataclasses.replace(base, teacher=args.teacher, **overrides))
     if result.meta is None:
         print(f"{args.arch}: stopped after epoch {result.epochs}; --resume continues")
         return 0
@@ -192,6 +212,8 @@ def _run_profile(args: argparse.Namespace) -> int:
     profile = get_profile(args.profile)
     if args.weights is not None:
         raise InvalidOptionError("--weights names one file; it cannot serve a whole --profile")
+    if args.teacher is not None:
+        raise InvalidOptionError("--teacher: a profile's entries name their own teacher")
     base = _base_config(args, profile.entries[0].arch, args.out or Path("checkpoints"))
     log.info("profile %s: %s", profile.name, profile.description)
     outcomes = run_profile(profile_configs(profile, base, _overrides(args)))

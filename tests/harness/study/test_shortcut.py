@@ -16,6 +16,7 @@ from harness.study.shortcut import (
     _Case,
     _detected,
     _split_block,
+    _train_config,
     run_shortcut,
 )
 from ptxplain.errors import InvalidOptionError
@@ -103,3 +104,12 @@ def test_tiny_end_to_end_run(tmp_path: Path) -> None:
         run_shortcut(config, lambda line: None)["models"]["resnet18"]
         == result["models"]["resnet18"]
     )
+
+
+def test_a_vit_distils_from_the_cnn_trained_before_it(tmp_path: Path) -> None:
+    config = ShortcutConfig(out=tmp_path)
+    cnn = tmp_path / "models" / "resnet18"
+    vit = _train_config(config, "vit_s16", tmp_path / "data", cnn)
+    assert vit.teacher == cnn and vit.lr == 5e-5
+    assert _train_config(config, "resnet18", tmp_path / "data", None).teacher is None
+    assert _train_config(config, "vit_s16", tmp_path / "data", None).teacher is None
