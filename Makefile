@@ -74,7 +74,10 @@ TRAIN_PROFILE ?= quick
 # The archives' device (docs/archive.md): auto = the model server's GPU where it has one.
 DEVICE ?= auto
 FORCE ?=
-MODELS_ARGS = --data $(DATA) --checkpoints $(CHECKPOINTS) --model-store $(MODEL_STORE) --profile $(TRAIN_PROFILE) --device $(DEVICE) $(if $(FORCE),--force)
+# TorchServe workers per model (docs/archive.md): auto = planned from each model's measured cost
+# and the cores (handlers/placement.py); WORKERS=1 gives every model one.
+WORKERS ?= auto
+MODELS_ARGS = --data $(DATA) --checkpoints $(CHECKPOINTS) --model-store $(MODEL_STORE) --profile $(TRAIN_PROFILE) --device $(DEVICE) --workers $(WORKERS) $(if $(FORCE),--force)
 
 models: setup  ## phantom data -> quick CPU training -> archives (skips what exists; FORCE=1 retrains other data; docs/train.md)
 	$(PTX) models $(MODELS_ARGS)

@@ -5,5 +5,6 @@ copied into each archive, and the archive builder.
 __all__ = [
     "archive",
     "archive_entry",
+    "placement",
     "torchserve_handler",
 ]

@@ -5,8 +5,12 @@ On the same images (phantom DICOMs), models, input size and torch threads:
 * reference   in-process: the same decoding, letterbox and engines the handler runs, per model,
               batched as TorchServe batches (``--batch-size``), one process per core; the
               limit is ``cores`` images/s divided by one image's cost summed over the models;
-* stack       a real TorchServe (the same batching: ``batchSize`` / ``maxBatchDelay``, one
-              worker and ``threads`` torch threads per model) behind the gateway, driven by a
+* plan        workers per model from the reference's per-image costs and ``cores``
+              (handlers/placement.py; ``workers`` = a count forces that many for every model,
+              1 for one each; on a GPU one each);
+* stack       a real TorchServe (the same batching: ``batchSize`` / ``maxBatchDelay``, the
+              planned workers and ``threads`` torch threads per model, the frontend sized for
+              ``cores``) behind the gateway, driven by a
               closed loop of C clients (every request to every model) over gRPC and HTTP, for
               each C in ``--concurrency``: images/s (requests every model answered; any
               other is counted as a failure), p50 / p95 / p99, the batch sizes
@@ -31,6 +35,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from handlers.placement import plan_lines, plan_workers
 from harness.bench.engine import timed_ms as _timed
 
 __all__ = ["ThroughputSettings", "report_lines", "run_throughput_bench"]
@@ -53,6 +58,8 @@ class ThroughputSettings:
     # Parallel workers the reference's limit counts: the cores, or 1 for one GPU.
     cores: int = dataclasses.field(default_factory=lambda: os.cpu_count() or 1)
     device: str = "cpu"  # or "gpu": archives with deviceType gpu, the reference on CUDA
+    # Workers per model: None = planned from the reference's costs (handlers/placement.py).
+    workers: int | None = None
 
 
 def _phantom_images(settings: ThroughputSettings, root: Path) -> list[bytes]:
@@ -109,7 +116,26 @@ def _reference(settings: ThroughputSettings, images: list[bytes]) -> dict[str, A
     }
 
 
-def _start_stack(settings: ThroughputSettings, root: Path, say: Say) -> tuple[Any, Any]:
+def _plan(settings: ThroughputSettings, reference: dict[str, Any]) -> dict[str, Any]:
+    """Workers per model, and the lines saying why."""
+    if settings.workers is not None or settings.device == "gpu":
+        count = settings.workers or 1
+        why = f"--workers {count}" if settings.workers is not None else "one GPU"
+        return {
+            "workers": dict.fromkeys(settings.models, count),
+            "lines": [f"workers: {count} per model ({why})"],
+        }
+    costs = {m: c["prepare_ms"] + c["batched_ms"] for m, c in reference["per_model"].items()}
+    placements = plan_workers(costs, settings.cores, settings.threads)
+    return {
+        "workers": {p.model: p.workers for p in placements},
+        "lines": plan_lines(placements, settings.cores),
+    }
+
+
+def _start_stack(
+    settings: ThroughputSettings, workers: dict[str, int], root: Path, say: Say
+) -> tuple[Any, Any]:
     from handlers.archive import ServingOptions, WeightsSource, build_archive
     from harness.bench.gateway import start_gateway_process
     from services.torchserve import Ports, TorchServeConfig, TorchServeProcess
@@ -122,9 +148,13 @@ def _start_stack(settings: ThroughputSettings, root: Path, say: Say) -> tuple[An
     )
     for name in settings.models:
         weights = WeightsSource(input_size=settings.size)
-        build_archive(name, root / "store", weights=weights, serving=serving)
+        own = dataclasses.replace(serving, workers=workers[name])
+        build_archive(name, root / "store", weights=weights, serving=own)
     config = TorchServeConfig(
-        model_store=root / "store", run_dir=root / "run", ports=Ports(0, 0, 0, 0, 0)
+        model_store=root / "store",
+        run_dir=root / "run",
+        ports=Ports(0, 0, 0, 0, 0),
+        cores=settings.cores,
     )
     torchserve = TorchServeProcess(config.with_free_ports()).start(timeout_s=600)
     say(f"TorchServe ready in {torchserve.startup_s:.0f}s with {len(settings.models)} models")
@@ -327,7 +357,11 @@ def run_throughput_bench(settings: ThroughputSettings, say: Say = print) -> dict
             f"in-process: {reference['image_ms_batch1']:.0f} ms per image for all models at "
             f"batch 1, {reference['image_ms_batched']:.0f} ms batched"
         )
-        torchserve, (gateway, grpc_target, http_base) = _start_stack(settings, root, say)
+        plan = _plan(settings, reference)
+        for line in plan["lines"]:
+            say(line)
+        started = _start_stack(settings, plan["workers"], root, say)
+        torchserve, (gateway, grpc_target, http_base) = started
         levels: dict[str, dict[int, Any]] = {}
         try:
             makers = {
@@ -347,7 +381,12 @@ def run_throughput_bench(settings: ThroughputSettings, say: Say = print) -> dict
             gateway.terminate()
             gateway.wait(30)
             torchserve.stop()
-    return {"settings": dataclasses.asdict(settings), "reference": reference, "stack": levels}
+    return {
+        "settings": dataclasses.asdict(settings),
+        "reference": reference,
+        "plan": plan,
+        "stack": levels,
+    }
 
 
 def report_lines(figures: dict[str, Any]) -> list[str]:
@@ -360,6 +399,7 @@ def report_lines(figures: dict[str, Any]) -> list[str]:
         f"in-process reference: {ref['image_ms_batch1']:.0f} ms/image at batch 1 "
         f"(limit {ref['limit_per_s_batch1']:.2f}/s), {ref['image_ms_batched']:.0f} ms/image "
         f"batched (limit {ref['limit_per_s_batched']:.2f}/s)",
+        *figures.get("plan", {}).get("lines", []),
     ]
     for transport, levels in figures["stack"].items():
         lines.append(

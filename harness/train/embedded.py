@@ -28,13 +28,20 @@ from handlers.archive import (
     build_archive,
     read_archive_meta,
 )
+from handlers.placement import cpu_cores, measure_costs, plan_lines, plan_workers
 from harness.phantom.generate import PhantomConfig, generate_phantom
 from harness.train.profiles import Profile
 from harness.train.provenance import DataProvenance
 from ptxplain.errors import ConfigError, InvalidOptionError
 from ptxplain.models.meta import META_FILENAME, ModelMeta
 
-__all__ = ["DefaultModelsPlan", "archive_checkpoints", "check_store", "ensure_phantom"]
+__all__ = [
+    "DefaultModelsPlan",
+    "archive_checkpoints",
+    "check_store",
+    "ensure_phantom",
+    "plan_store_workers",
+]
 
 Say = Callable[[str], None]
 
@@ -50,6 +57,11 @@ class DefaultModelsPlan:
     # The archives' device (handlers/archive.py ServingOptions.device): auto = the server's GPU
     # where it has one.
     device: Literal["auto", "cpu", "gpu"] = "auto"
+    # Workers per model: None = planned from the models' measured costs and ``cores``
+    # (handlers/placement.py); a count = that many for every model.
+    workers: int | None = None
+    cores: int = dataclasses.field(default_factory=cpu_cores)
+    serving: ServingOptions = dataclasses.field(default_factory=ServingOptions)
 
 
 def ensure_phantom(plan: DefaultModelsPlan, say: Say) -> None:
@@ -149,17 +161,64 @@ def archive_checkpoints(
             " | ".join(stale) + ". Remove those archives, or rebuild them with --force "
             "(make deploy FORCE=1)"
         )
-    return [_build(plan, arch, folder, meta, say) for arch, folder, meta in todo]
+    if not todo:
+        return []
+    workers = plan_store_workers(plan, _finished(plan), say)
+    return [_build(plan, arch, folder, meta, workers[arch], say) for arch, folder, meta in todo]
+
+
+def _finished(plan: DefaultModelsPlan) -> dict[str, int]:
+    """Every finished checkpoint of the profile: architecture -> input size."""
+    found = {}
+    for entry in plan.profile.entries:
+        meta_path = plan.checkpoints / entry.arch / META_FILENAME
+        if meta_path.exists():
+            found[entry.arch] = ModelMeta.read(meta_path).input_size
+    return found
+
+
+def _runs_on_gpu(device: str) -> bool:
+    if device == "cpu":
+        return False
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def plan_store_workers(plan: DefaultModelsPlan, sizes: dict[str, int], say: Say) -> dict[str, int]:
+    """Workers per architecture for the archives served together from ``plan.model_store``:
+    ``plan.workers`` when given, one each where they will run on this machine's GPU, else
+    planned from their costs on ``plan.cores`` (handlers/placement.py)."""
+    if plan.workers is not None:
+        say(f"workers: {plan.workers} per model (--workers {plan.workers})")
+        return dict.fromkeys(sizes, plan.workers)
+    if _runs_on_gpu(plan.device):
+        say("workers: 1 per model (they run on this machine's GPU; CPU costs do not apply)")
+        return dict.fromkeys(sizes, 1)
+    serving = plan.serving
+    say(
+        f"workers: measuring {len(sizes)} models' cost per image (batch {serving.batch_size}, "
+        f"{serving.torch_threads} torch thread(s))"
+    )
+    costs = measure_costs(
+        {arch: (arch, size) for arch, size in sizes.items()},
+        serving.batch_size,
+        serving.torch_threads,
+    )
+    placements = plan_workers(costs, plan.cores, serving.torch_threads)
+    for line in plan_lines(placements, plan.cores):
+        say(line)
+    return {p.model: p.workers for p in placements}
 
 
 def _build(
-    plan: DefaultModelsPlan, arch: str, folder: Path, meta: ModelMeta, say: Say
+    plan: DefaultModelsPlan, arch: str, folder: Path, meta: ModelMeta, workers: int, say: Say
 ) -> BuiltArchive:
     result = build_archive(
         arch,
         plan.model_store,
         weights=WeightsSource(checkpoint=folder / "weights.safetensors"),
-        serving=ServingOptions(device=plan.device),
+        serving=dataclasses.replace(plan.serving, device=plan.device, workers=workers),
     )
     auroc = meta.metrics.get("val_auroc")
     quality = f", val AUROC {auroc:.3f}" if auroc is not None else ""
@@ -167,5 +226,5 @@ def _build(
         f"archive: {result.path.name} ({result.size_bytes / 2**20:.0f} MiB, trained on "
         f"{meta.trained_on}{quality}) in {result.seconds:.1f}s"
     )
-    say(f"archive: {result.path.name} runs on {DEVICE_NOTES[plan.device]}")
+    say(f"archive: {result.path.name} runs on {DEVICE_NOTES[plan.device]} with {workers} worker(s)")
     return result

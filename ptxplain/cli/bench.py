@@ -56,11 +56,38 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="gpu suite: cuda, or cpu to run the same measurements here (default: cuda)",
     )
     live.add_argument(
+        "--workers",
+        type=_workers,
+        default="auto",
+        help="TorchServe workers per model: auto = planned from the in-process costs and "
+        "--cores (handlers/placement.py), or a count for every model, e.g. 1 "
+        "(default: %(default)s)",
+    )
+    live.add_argument(
+        "--cores",
+        type=int,
+        default=_cores(),
+        help="cores the limit counts and the plan and the frontend are sized for "
+        "(default: this machine's, %(default)s)",
+    )
+    live.add_argument(
         "--batch-size",
         type=int,
         default=8,
         help="TorchServe batchSize and the reference's (default: 8)",
     )
+
+
+def _workers(text: str) -> int | None:
+    from handlers.placement import parse_workers
+
+    return parse_workers(text)
+
+
+def _cores() -> int:
+    from handlers.placement import cpu_cores
+
+    return cpu_cores()
 
 
 def _specs(selection: str) -> list:
@@ -156,6 +183,8 @@ def _throughput(args: argparse.Namespace) -> int:
         concurrency=tuple(int(c) for c in args.concurrency.split(",") if c.strip()),
         seconds=args.seconds,
         transports=tuple(t.strip() for t in args.transports.split(",") if t.strip()),
+        cores=args.cores,
+        workers=args.workers,
     )
     figures = run_throughput_bench(settings, say=_say)
     return _emit(report_lines(figures), figures, args.json_out)

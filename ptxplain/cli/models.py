@@ -5,7 +5,10 @@
               runs are skipped, interrupted ones resumed; one trained on other data or with
               another recipe stops with the difference unless --force)
   3. archive: one .mar per trained checkpoint into MODEL_STORE (an archive of this very
-              checkpoint is kept; one trained on other data stops unless --force)
+              checkpoint is kept; one trained on other data stops unless --force), each with
+              --workers workers: `auto` plans them from the models' measured cost per image and
+              --cores (handlers/placement.py; the plan and its reasons are printed), a count
+              gives every model that many (--workers 1: one each)
 
 First, every archive already in MODEL_STORE is checked against DATA: one trained on other data
 stops the command with both named, unless --force (which retrains and rebuilds). `make deploy`
@@ -41,6 +44,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(docs/archive.md)",
     )
     parser.add_argument(
+        "--workers",
+        type=_workers,
+        default="auto",
+        help="TorchServe workers per model: auto = planned from each model's measured cost "
+        "and --cores (one each where the archives run on this machine's GPU), or a count for "
+        "every model, e.g. 1 (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--cores",
+        type=int,
+        default=_cores(),
+        help="cores the model server has, for --workers auto (default: this machine's, "
+        "%(default)s)",
+    )
+    parser.add_argument(
         "--if-empty",
         action="store_true",
         help="only check the archives when MODEL_STORE already holds some (make deploy)",
@@ -50,6 +68,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="retrain checkpoints and rebuild archives made from other data or another recipe",
     )
+
+
+def _workers(text: str) -> int | None:
+    from handlers.placement import parse_workers
+
+    return parse_workers(text)
+
+
+def _cores() -> int:
+    from handlers.placement import cpu_cores
+
+    return cpu_cores()
 
 
 def _store_settled(plan: Any, args: argparse.Namespace, say: Any) -> bool:
@@ -83,7 +113,13 @@ def run(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     plan = DefaultModelsPlan(
-        args.data, args.checkpoints, args.model_store, get_profile(args.profile), args.device
+        args.data,
+        args.checkpoints,
+        args.model_store,
+        get_profile(args.profile),
+        args.device,
+        workers=args.workers,
+        cores=args.cores,
     )
     ensure_phantom(plan, say)
     if _store_settled(plan, args, say):

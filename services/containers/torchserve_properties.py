@@ -9,6 +9,11 @@ TLS and its own client token. Regenerate the committed copy after changing Torch
     python -m services.containers.torchserve_properties --no-token-auth \\
         --out k8s/base/model-server/config.properties
 
+The frontend is sized for :data:`CORES` (the CPU each model-server pod requests in
+k8s/model-group/deployment.yaml and the GPU overlay): the small-machine JVM flags and one netty
+thread each, and the log4j2.xml the image carries in /app/services/torchserve/ (``vmargs``, which
+``torchserve --foreground`` reads).
+
 tests/deploy/test_torchserve_properties.py fails when the committed copy drifts.
 """
 
@@ -23,7 +28,9 @@ from services.torchserve.config import TorchServeConfig
 
 __all__ = [
     "CONFIG_PATH",
+    "CORES",
     "HOME",
+    "LOG_CONFIG",
     "MODEL_STORE",
     "RUN_DIR",
     "container_config",
@@ -35,6 +42,10 @@ HOME = PurePosixPath("/home/model-server")
 MODEL_STORE = HOME / "model-store"
 RUN_DIR = HOME / "run"
 CONFIG_PATH = PurePosixPath("/etc/ptxplain/torchserve/config.properties")
+# Where the image's COPY of services/ puts the shipped log4j2.xml.
+LOG_CONFIG = PurePosixPath("/app/services/torchserve/log4j2.xml")
+# The model-server pods' CPU request (k8s/model-group/deployment.yaml, k8s/overlays/gpu).
+CORES = 2
 _HEADER = (
     "# Rendered by `python -m services.containers.torchserve_properties{flag}`: do not edit.\n"
 )
@@ -47,6 +58,8 @@ def container_config(*, token_auth: bool) -> TorchServeConfig:
         run_dir=Path(RUN_DIR),
         host="0.0.0.0",
         token_auth=token_auth,
+        log_config=Path(LOG_CONFIG),
+        cores=CORES,
     )
 
 

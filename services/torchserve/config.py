@@ -10,13 +10,22 @@ Property names are TorchServe 0.12's (``org.pytorch.serve.util.ConfigManager``).
 * ``max_request_size`` = the gateway's 32 MiB image cap + 2 MiB for the gRPC envelope and option
   keys (TorchServe's default, 6553500 B, would refuse a large DICOM); ``max_response_size`` = 64
   MiB, one item's result (the handler caps a map at 1024 x 1024 float32 = 4 MiB per method);
-* one worker per model, TorchServe's default job queue (100) and timeouts (120 s);
-* Prometheus metrics, no model management API, ``TS_*`` environment overrides off.
+* one worker per model unless the archive says otherwise (archives set their own, planned by
+  handlers/placement.py), TorchServe's default job queue (100) and timeouts (120 s);
+* Prometheus metrics, no model management API, ``TS_*`` environment overrides off;
+* sized for the machine (``cores``, default: this process's CPUs): on 2 cores or fewer the JVM
+  runs with the serial collector and the C1 compiler only (:data:`SMALL_MACHINE_JVM_FLAGS`) and
+  netty with one server and one client thread; above that, TorchServe's and the JVM's defaults;
+* logging by the shipped ``log4j2.xml`` (per-job lines at WARN, each line written once).
+
+The JVM options (heap, flags, log config) are also rendered as ``vmargs``, which is where
+``torchserve --foreground`` (the container entrypoint) takes them from.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import socket
 import string
@@ -31,6 +40,9 @@ __all__ = [
     "DEFAULT_MAX_REQUEST_SIZE",
     "DEFAULT_MAX_RESPONSE_SIZE",
     "GATEWAY_IMAGE_CAP",
+    "LOG_CONFIG",
+    "SMALL_MACHINE_CORES",
+    "SMALL_MACHINE_JVM_FLAGS",
     "TORCHSERVE_DEFAULT_MAX_SIZE",
     "Ports",
     "TorchServeConfig",
@@ -47,6 +59,12 @@ _JAVA_INT_MAX = 2**31 - 1
 _SOCKET_PATH_MAX = 107
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 _TEMPLATE = Path(__file__).with_name("config.properties")
+LOG_CONFIG = Path(__file__).with_name("log4j2.xml")
+# At or below this many cores the frontend is tuned for a small machine. Measured on 2 cores
+# serving five models (docs/torchserve.md): the frontend's CPU fell from 0.18-0.20 to 0.08 cores.
+SMALL_MACHINE_CORES = 2
+SMALL_MACHINE_JVM_FLAGS = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1")
+_JVM_FLAG = re.compile(r"^-\S+$")
 _REPO_ROOT = Path(__file__).resolve().parents[2]
 
 MetricsMode = Literal["prometheus", "log", "legacy"]
@@ -90,6 +108,13 @@ class Ports:
             return dataclasses.replace(self, **chosen)
 
 
+def _cpu_count() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
 def _check_positive(**values: float) -> None:
     for name, value in values.items():
         if not 0 < value <= _JAVA_INT_MAX:
@@ -123,6 +148,16 @@ class TorchServeConfig:
     default_startup_timeout_s: int = 120
     enable_envvars_config: bool = False
     jvm_heap_mb: int = 2048
+    # JVM options besides heap and log config; None = SMALL_MACHINE_JVM_FLAGS on a small machine
+    # (``cores`` <= SMALL_MACHINE_CORES), else none.
+    jvm_flags: tuple[str, ...] | None = None
+    # Frontend netty threads (number_of_netty_threads / netty_client_threads); None = 1 on a
+    # small machine, else 0; 0 = TorchServe's default (its netty's: scaled with the cores).
+    netty_threads: int | None = None
+    netty_client_threads: int | None = None
+    log_config: Path = LOG_CONFIG
+    # The cores the server runs on: what the defaults above are derived from.
+    cores: int = dataclasses.field(default_factory=_cpu_count)
     python: Path = dataclasses.field(default_factory=lambda: Path(sys.executable))
     pythonpath: tuple[Path, ...] = (_REPO_ROOT,)
 
@@ -141,7 +176,9 @@ class TorchServeConfig:
             default_response_timeout_s=self.default_response_timeout_s,
             default_startup_timeout_s=self.default_startup_timeout_s,
             jvm_heap_mb=self.jvm_heap_mb,
+            cores=self.cores,
         )
+        self._validate_frontend()
         if self.token_expiration_min * 60 < 1:
             raise ConfigError(
                 f"token_expiration_min={self.token_expiration_min} is under one second "
@@ -157,6 +194,19 @@ class TorchServeConfig:
             if not _MODEL_NAME.match(name):
                 raise ConfigError(f"model name {name!r} is not a valid TorchServe model name")
         self._validate_paths()
+
+    def _validate_frontend(self) -> None:
+        for name in ("netty_threads", "netty_client_threads"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value <= 1024:
+                raise ConfigError(
+                    f"{name} must be in 0..1024 (0 = TorchServe's default), got {value}"
+                )
+        for flag in self.jvm_flags or ():
+            if not _JVM_FLAG.match(flag) or "$$" in flag:
+                raise ConfigError(f"JVM flag {flag!r} must be one word starting with '-'")
+        if any(ch.isspace() for ch in str(self.log_config)):
+            raise ConfigError(f"log_config {self.log_config} must not contain whitespace (vmargs)")
 
     def _validate_paths(self) -> None:
         _property_value(str(self.model_store), "model_store")
@@ -220,6 +270,31 @@ class TorchServeConfig:
     def grpc_management_target(self) -> str:
         return f"{self.host}:{self.ports.grpc_management}"
 
+    # -- the frontend: JVM and netty --------------------------------------------------------------
+
+    @property
+    def small_machine(self) -> bool:
+        return self.cores <= SMALL_MACHINE_CORES
+
+    def effective_jvm_flags(self) -> tuple[str, ...]:
+        if self.jvm_flags is not None:
+            return self.jvm_flags
+        return SMALL_MACHINE_JVM_FLAGS if self.small_machine else ()
+
+    def effective_netty_threads(self) -> tuple[int, int]:
+        """(number_of_netty_threads, netty_client_threads); 0 = TorchServe's default."""
+        derived = 1 if self.small_machine else 0
+        server, client = self.netty_threads, self.netty_client_threads
+        return (derived if server is None else server, derived if client is None else client)
+
+    def vm_args(self) -> list[str]:
+        """The JVM options: heap, flags, log config (``vmargs`` for ``torchserve``)."""
+        return [
+            f"-Xmx{self.jvm_heap_mb}m",
+            *self.effective_jvm_flags(),
+            f"-Dlog4j.configurationFile={self.log_config}",
+        ]
+
     # -- derived configurations -----------------------------------------------------------------
 
     def with_free_ports(self) -> TorchServeConfig:
@@ -238,6 +313,7 @@ class TorchServeConfig:
         template = string.Template(_TEMPLATE.read_text())
         ports = self.ports
         load = "all" if self.models == ("all",) else ",".join(f"{m}.mar" for m in self.models)
+        netty_threads, netty_client_threads = self.effective_netty_threads()
         return template.substitute(
             host=_property_value(self.host, "host"),
             inference_port=ports.inference,
@@ -257,6 +333,9 @@ class TorchServeConfig:
             max_response_size=self.max_response_size,
             metrics_mode=self.metrics_mode,
             enable_envvars_config=_bool(self.enable_envvars_config),
+            number_of_netty_threads=netty_threads,
+            netty_client_threads=netty_client_threads,
+            vmargs=_property_value(" ".join(self.vm_args()), "vmargs"),
         )
 
     def write_properties(self) -> Path:

@@ -7,6 +7,8 @@ launches the Java frontend itself, as ``torchserve --foreground`` would, in its 
 
 * cwd = the run directory (``key_file.json`` lands there), ``java.io.tmpdir`` = ``run/tmp``
   (extracted archives and worker sockets, so servers never collide), logs in ``run/logs``;
+* the config's JVM options: heap, the small-machine flags, the shipped log4j2.xml
+  (:meth:`TorchServeConfig.vm_args`);
 * PATH / PYTHONPATH so the workers run this virtualenv's Python and import this repository;
 * stdout + stderr in ``run/logs/torchserve.log``, and a pid file ``run/torchserve.pid``.
 
@@ -66,11 +68,13 @@ def _torchserve_home() -> Path:
 def launch_command(config: TorchServeConfig) -> list[str]:
     """The JVM command line that ``torchserve --foreground`` would run, minus its pid file."""
     home = _torchserve_home()
+    if not config.log_config.is_file():
+        raise ConfigError(f"TorchServe log config {config.log_config} does not exist")
     return [
         _java(),
         f"-Dmodel_server_home={home}",
         f"-Djava.io.tmpdir={config.tmp_dir}",
-        f"-Xmx{config.jvm_heap_mb}m",
+        *config.vm_args(),
         "-cp",
         f".:{home / 'ts' / 'frontend'}/*",
         _MAIN_CLASS,

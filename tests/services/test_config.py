@@ -16,7 +16,11 @@ from services.torchserve import (
     Ports,
     TorchServeConfig,
 )
-from services.torchserve.config import TORCHSERVE_DEFAULT_MAX_SIZE
+from services.torchserve.config import (
+    LOG_CONFIG,
+    SMALL_MACHINE_JVM_FLAGS,
+    TORCHSERVE_DEFAULT_MAX_SIZE,
+)
 
 
 def properties(text: str) -> dict[str, str]:
@@ -50,14 +54,18 @@ def test_defaults_render_torchserve_properties(tmp_path: Path) -> None:
 
 
 def test_every_rendered_name_is_a_torchserve_0_12_property(tmp_path: Path) -> None:
-    """Each key must be a string constant of the installed frontend's ConfigManager."""
+    """Each key must be a string constant of the installed frontend's ConfigManager, or (vmargs)
+    one that the ``torchserve`` launcher reads."""
     import ts
 
     jar = Path(ts.__file__).parent / "frontend" / "model-server.jar"
     with zipfile.ZipFile(jar) as opened:
         constants = opened.read("org/pytorch/serve/util/ConfigManager.class")
+    launcher = (Path(ts.__file__).parent / "model_server.py").read_text()
+    assert 'props.get("vmargs")' in launcher
     for key in properties(make(tmp_path).render()):
-        assert key.encode() in constants, f"{key} is not a TorchServe 0.12 property"
+        if key != "vmargs":
+            assert key.encode() in constants, f"{key} is not a TorchServe 0.12 property"
 
 
 def test_request_cap_fits_the_gateway_image_cap_with_headroom(tmp_path: Path) -> None:
@@ -104,6 +112,40 @@ def test_paths_derive_from_run_dir(tmp_path: Path) -> None:
     assert "$" not in config.render()
 
 
+def test_a_small_machine_gets_a_lean_frontend(tmp_path: Path) -> None:
+    small = make(tmp_path, cores=2)
+    props = properties(small.render())
+    assert (props["number_of_netty_threads"], props["netty_client_threads"]) == ("1", "1")
+    assert props["vmargs"].split() == [
+        "-Xmx2048m",
+        "-XX:+UseSerialGC",
+        "-XX:TieredStopAtLevel=1",
+        f"-Dlog4j.configurationFile={LOG_CONFIG}",
+    ]
+    assert small.effective_jvm_flags() == SMALL_MACHINE_JVM_FLAGS
+
+
+def test_a_larger_machine_keeps_torchserves_and_the_jvms_defaults(tmp_path: Path) -> None:
+    props = properties(make(tmp_path, cores=16).render())
+    assert (props["number_of_netty_threads"], props["netty_client_threads"]) == ("0", "0")
+    assert props["vmargs"].split() == ["-Xmx2048m", f"-Dlog4j.configurationFile={LOG_CONFIG}"]
+
+
+def test_frontend_settings_given_override_the_derived_ones(tmp_path: Path) -> None:
+    config = make(
+        tmp_path,
+        cores=2,
+        netty_threads=0,
+        netty_client_threads=3,
+        jvm_flags=("-XX:+UseParallelGC",),
+        jvm_heap_mb=512,
+    )
+    props = properties(config.render())
+    assert (props["number_of_netty_threads"], props["netty_client_threads"]) == ("0", "3")
+    assert props["vmargs"].split()[:2] == ["-Xmx512m", "-XX:+UseParallelGC"]
+    assert make(tmp_path, cores=2, jvm_flags=()).effective_jvm_flags() == ()
+
+
 @pytest.mark.parametrize(
     ("overrides", "named"),
     [
@@ -117,6 +159,12 @@ def test_paths_derive_from_run_dir(tmp_path: Path) -> None:
         ({"models": ("bad name",)}, "bad name"),
         ({"models": ()}, "models"),
         ({"host": "127.0.0.1\nenable_model_api=true"}, "newline"),
+        ({"netty_threads": -1}, "netty_threads"),
+        ({"netty_client_threads": 5000}, "netty_client_threads"),
+        ({"jvm_flags": ("-Xss1m -Dx=y",)}, "one word"),
+        ({"jvm_flags": ("Xss1m",)}, "one word"),
+        ({"log_config": Path("/a b/log4j2.xml")}, "whitespace"),
+        ({"cores": 0}, "cores"),
     ],
 )
 def test_invalid_settings_are_config_errors(tmp_path: Path, overrides: dict, named: str) -> None:

@@ -41,6 +41,22 @@ def test_launch_is_the_java_frontend_in_the_foreground_without_a_global_pid_file
     assert "-ncs" in command
 
 
+def test_launch_carries_the_configs_jvm_options_before_the_class_path(tmp_path: Path) -> None:
+    config = TorchServeConfig(tmp_path / "store", tmp_path / "run", cores=2, jvm_heap_mb=1024)
+    command = launch_command(config)
+    jvm = command[: command.index("-cp")]
+    assert jvm[-4:] == [
+        "-Xmx1024m",
+        "-XX:+UseSerialGC",
+        "-XX:TieredStopAtLevel=1",
+        f"-Dlog4j.configurationFile={config.log_config}",
+    ]
+    assert config.log_config.is_file()
+    missing = TorchServeConfig(tmp_path / "s", tmp_path / "r", log_config=tmp_path / "none.xml")
+    with pytest.raises(ConfigError, match="log config"):
+        launch_command(missing)
+
+
 def test_workers_get_this_python_and_this_repository(config: TorchServeConfig) -> None:
     env = _child_env(config)
     assert env["PATH"].split(os.pathsep)[0] == str(Path(sys.executable).parent)

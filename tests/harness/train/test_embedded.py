@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import zipfile
 from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
-from handlers.archive import WeightsSource, build_archive, read_archive_meta
+from handlers.archive import (
+    MODEL_CONFIG_FILENAME,
+    WeightsSource,
+    build_archive,
+    read_archive_file,
+    read_archive_meta,
+)
 from harness.phantom.generate import PhantomConfig, generate_phantom
+from harness.train import embedded
 from harness.train.embedded import DefaultModelsPlan, archive_checkpoints, ensure_phantom
 from harness.train.profiles import PhantomRecipe, Profile, ProfileEntry
 from ptxplain.cli import main
@@ -122,3 +131,50 @@ def test_models_if_empty_checks_the_store_against_the_data_and_does_not_train(
     err = capsys.readouterr().err
     assert "resnet18.mar was trained on siim" in err and "phantom (synthetic)" in err
     assert not (tmp_path / "ckpt" / "resnet34").exists()
+
+
+def _trained(tmp_path: Path, arch: str) -> None:
+    folder = tmp_path / "ckpt" / arch
+    spec = get_spec(arch)
+    torch.manual_seed(0)
+    save_weights(spec.build(64), folder / "weights.safetensors")
+    ModelMeta.for_spec(spec, 64, trained=True).write(folder / META_FILENAME)
+
+
+def _workers_in(archive: Path) -> tuple[int, int]:
+    config = yaml.safe_load(read_archive_file(archive, MODEL_CONFIG_FILENAME))
+    return config["minWorkers"], config["maxWorkers"]
+
+
+def test_auto_workers_are_planned_from_the_costs_into_model_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for arch in ("resnet18", "vit_s16"):
+        _trained(tmp_path, arch)
+    measured: list[dict] = []
+
+    def costs(models: dict, batch_size: int, threads: int) -> dict[str, float]:
+        measured.append(models)
+        return {"resnet18": 1.0, "vit_s16": 9.0}  # vit: 1.8 of 2 cores at the limit
+
+    monkeypatch.setattr(embedded, "measure_costs", costs)
+    monkeypatch.setattr(embedded, "_runs_on_gpu", lambda device: False)
+    lines: list[str] = []
+    auto = dataclasses.replace(plan(tmp_path), workers=None, cores=2)
+    built = {b.architecture: b.path for b in archive_checkpoints(auto, lines.append)}
+    assert measured == [{"resnet18": ("resnet18", 64), "vit_s16": ("vit_s16", 64)}]
+    assert _workers_in(built["resnet18"]) == (1, 1)
+    assert _workers_in(built["vit_s16"]) == (2, 2)
+    assert any("vit_s16" in line and "90% of the cost" in line for line in lines)
+    forced = dataclasses.replace(plan(tmp_path), workers=1)
+    rebuilt = archive_checkpoints(forced, lines.append, force=True)
+    assert [_workers_in(b.path) for b in rebuilt] == [(1, 1), (1, 1)]
+    assert "workers: 1 per model (--workers 1)" in lines
+
+
+def test_models_cli_workers_flag_defaults_to_auto_and_this_machines_cores() -> None:
+    from ptxplain.cli import _parser
+
+    args = _parser().parse_args(["models"])
+    assert args.workers is None and args.cores >= 1
+    assert _parser().parse_args(["models", "--workers", "1"]).workers == 1
