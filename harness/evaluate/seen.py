@@ -58,17 +58,18 @@ def _block(results: Mapping[str, ImageResult], facts: ModelFacts, allow: bool) -
 
 
 def _refusal(blocks: Mapping[str, dict[str, Any]]) -> SeenInTrainingError:
+    """One model: the error's ``model`` names it; several: the message names each."""
+    seen = {name: b for name, b in blocks.items() if b["seen"]}
     parts = [
-        f"{name} was trained on {b['seen']} of its {b['evaluated']} evaluated images "
-        f"(e.g. {', '.join(b['seen_examples'])})"
-        for name, b in blocks.items()
-        if b["seen"]
+        f"{name + ' ' if len(seen) > 1 else ''}was trained on {b['seen']} of its "
+        f"{b['evaluated']} evaluated images (e.g. {', '.join(b['seen_examples'])})"
+        for name, b in seen.items()
     ]
     return SeenInTrainingError(
-        "; ".join(parts) + ": their metrics would not measure held-out performance. Evaluate "
-        "on a test split the models were not trained on, or pass --allow-seen to leave those "
-        "images out of each model's metrics",
-        model=next(name for name, b in blocks.items() if b["seen"]),
+        "; ".join(parts) + ": its metrics would not measure held-out performance. Evaluate on "
+        "a test split the model was not trained on, or pass --allow-seen to leave those images "
+        "out of its metrics",
+        model=next(iter(seen)) if len(seen) == 1 else "",
     )
 
 

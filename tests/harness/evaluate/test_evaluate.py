@@ -303,9 +303,14 @@ def test_images_a_model_was_trained_on_stop_the_run_unless_allowed(
         progress=False,
         loadtest_dir=None,
     )
-    with pytest.raises(SeenInTrainingError, match=r"resnet50 was trained on 3 of its 16") as caught:
+    with pytest.raises(
+        SeenInTrainingError, match=r"^resnet50: was trained on 3 of its 16"
+    ) as caught:
         evaluate(config, client)
     assert caught.value.model == "resnet50" and min(seen) in caught.value.message
+    both = FakeCatalogClient(records, seen={"resnet50": seen, "vgg16": seen}, digests={"vgg16": 9})
+    with pytest.raises(SeenInTrainingError, match=r"resnet50 was trained on 3 .*; vgg16 was"):
+        evaluate(dataclasses.replace(config, out=tmp_path / "both"), both)
     assert caught.value.code == Code.FAILED_PRECONDITION
     with pytest.raises(SeenInTrainingError):  # the stored answers say so: --report-only too
         evaluate(config, None)

@@ -145,7 +145,7 @@ def test_evaluating_images_the_model_was_trained_on_is_an_error(
     capsys.readouterr()
     assert _evaluate(torchserve_config, data, state, tmp_path / "run") == 2
     error = capsys.readouterr().err
-    assert f"{NAME} was trained on {seen} of its 24 evaluated images" in error
+    assert f"error: {NAME}: was trained on {seen} of its 24 evaluated images" in error
     first = min(r.image_id for r in (*records.train, *records.val))
     assert f"(e.g. {first}, " in error and "--allow-seen" in error
 
