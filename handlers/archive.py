@@ -5,6 +5,8 @@ An archive holds::
     ptxplain_handler.py   the entry file (handlers/archive_entry.py): one class, Handler
     weights.safetensors   the state dict (random-init, or a local checkpoint)
     ptxplain-model.json   ModelMeta: architecture, input size, normalization, classes, ...
+    train-digests.bin     the pixel digests of the training and validation images, when the
+                          checkpoint's folder has them (ptxplain/imaging/digest.py)
     model-config.yaml     workers, batching, timeouts, device, and the ``ptxplain:`` section
     MAR-INF/MANIFEST.json written by torch-model-archiver
 
@@ -28,6 +30,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ptxplain.errors import ConfigError, WeightsError
+from ptxplain.imaging.digest import DIGESTS_FILENAME, file_sha256
 from ptxplain.models.meta import META_FILENAME, ModelMeta
 from ptxplain.models.registry import ArchSpec, get_spec, list_specs
 
@@ -199,12 +202,26 @@ def _stage_checkpoint(spec: ArchSpec, source: WeightsSource, staging: Path) -> M
             f"{meta.input_size}); the checkpoint's metadata decides"
         )
     _check_fits(spec, meta, checkpoint)
+    _stage_digests(checkpoint.parent / DIGESTS_FILENAME, meta, staging)
     target = staging / WEIGHTS_FILENAME
     if checkpoint.suffix == ".safetensors":
         target.symlink_to(checkpoint.resolve())  # the archiver copies the content
     else:
         _convert_to_safetensors(checkpoint, target, spec.name)
     return meta
+
+
+def _stage_digests(source: Path, meta: ModelMeta, staging: Path) -> None:
+    """Copy the checkpoint's training digests, when it has them and they are the ones its
+    metadata records."""
+    if not source.is_file():
+        return
+    if meta.training_digests_sha256 and file_sha256(source) != meta.training_digests_sha256:
+        raise WeightsError(
+            f"{source} is not the digest file its {META_FILENAME} records (SHA-256 differs)",
+            model=meta.architecture,
+        )
+    shutil.copyfile(source, staging / DIGESTS_FILENAME)
 
 
 def _convert_to_safetensors(source: Path, target: Path, arch: str) -> None:
@@ -238,6 +255,11 @@ def _archiver() -> str:
     return found
 
 
+def _extra_files(staging: Path) -> list[Path]:
+    digests = staging / DIGESTS_FILENAME
+    return [staging / META_FILENAME, *([digests] if digests.is_file() else [])]
+
+
 def _run_archiver(name: str, staging: Path, export: Path, scratch: Path) -> Path:
     """torch-model-archiver --archive-format no-archive; returns the laid-out folder."""
     from importlib.metadata import version
@@ -247,7 +269,7 @@ def _run_archiver(name: str, staging: Path, export: Path, scratch: Path) -> Path
         *("--model-name", name, "--version", version("ptxplain")),
         *("--serialized-file", str(staging / WEIGHTS_FILENAME)),
         *("--handler", str(staging / ENTRY_FILENAME)),
-        *("--extra-files", str(staging / META_FILENAME)),
+        *("--extra-files", ",".join(str(p) for p in _extra_files(staging))),
         *("--config-file", str(staging / MODEL_CONFIG_FILENAME)),
         *("--archive-format", "no-archive", "--export-path", str(export), "--force"),
     ]

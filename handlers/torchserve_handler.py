@@ -4,6 +4,11 @@ decode (PNG / JPEG / DICOM) -> letterbox preprocess -> ONE forward pass (+ CAM b
 the target layer only) -> compact protobuf result per item. The architecture, input size,
 normalization and threshold come from the archive's ``ptxplain-model.json``.
 
+When the archive holds ``train-digests.bin`` (the pixel digests of the model's training and
+validation images, :mod:`ptxplain.imaging.digest`), each decoded image is digested too and the
+result says whether it is one of them (``seen_in_training``); ``describe_handle`` reports how
+many digests the handler holds (``training_digests``, 0 = no check).
+
 A bad item never raises: raising fails the whole batch with 503 (which gRPC clients read as
 UNAVAILABLE). It gets an error status in its own result (and its HTTP status over REST) while the
 batch's other items and the worker carry on.
@@ -38,6 +43,7 @@ from ptxplain.errors import (
     InternalError,
     InvalidOptionError,
     PtxplainError,
+    WeightsError,
 )
 from ptxplain.explain.engine import Explanation, ExplanationEngine, Target
 from ptxplain.explain.maps import scaled_map
@@ -45,6 +51,13 @@ from ptxplain.explain.methods import METHODS, get_method
 from ptxplain.explain.options import DATA_KEYS, RequestOptions, parse_options
 from ptxplain.explain.result_codec import encode_map, error_status, ok_status
 from ptxplain.imaging.decode import DecodeLimits, decode_image
+from ptxplain.imaging.digest import (
+    DIGESTS_FILENAME,
+    SeenDigests,
+    file_sha256,
+    pixel_digest,
+    read_digests,
+)
 from ptxplain.imaging.preprocess import Geometry, geometry_to_proto, letterbox, to_model_input
 from ptxplain.models.meta import META_FILENAME, ModelMeta
 from ptxplain.models.registry import model_stats
@@ -93,6 +106,7 @@ class _Item:
     decode_ms: float = 0.0
     preprocess_ms: float = 0.0
     row: int = -1  # this item's row in the batch tensor
+    seen_in_training: bool = False
 
 
 def _device(gpu_id: object) -> torch.device:
@@ -103,6 +117,24 @@ def _device(gpu_id: object) -> torch.device:
 
 def _ms(start: float) -> float:
     return (time.perf_counter() - start) * 1000.0
+
+
+def _load_digests(model_dir: Path, meta: ModelMeta) -> SeenDigests:
+    """The archive's training digests (none without the file); :class:`WeightsError` when the
+    file is not the one the metadata records."""
+    path = model_dir / DIGESTS_FILENAME
+    if not path.is_file():
+        if meta.training_digests:
+            log.warning(
+                "%s records %d training digests but the archive has no %s: not checked",
+                META_FILENAME,
+                meta.training_digests,
+                DIGESTS_FILENAME,
+            )
+        return SeenDigests()
+    if meta.training_digests_sha256 and file_sha256(path) != meta.training_digests_sha256:
+        raise WeightsError(f"{path} is not the digest file {META_FILENAME} records (SHA-256)")
+    return read_digests(path)
 
 
 class PtxplainHandler:
@@ -119,6 +151,7 @@ class PtxplainHandler:
         self.config = HandlerConfig.from_mapping(yaml_config.get("ptxplain"))
         torch.set_num_threads(self.config.torch_threads)
         self.meta = ModelMeta.read(model_dir / META_FILENAME)
+        self.seen = _load_digests(model_dir, self.meta)
         self.model_name = str(context.model_name)
         self.limits = DecodeLimits(
             max_bytes=self.config.max_bytes, max_pixels=self.config.max_pixels
@@ -130,11 +163,12 @@ class PtxplainHandler:
         self.engine = ExplanationEngine(model.to(device), spec, autocast=self.config.autocast)
         self.initialized = True
         log.info(
-            "loaded %s (%s, %dpx, %s) on %s with %d torch threads",
+            "loaded %s (%s, %dpx, %s, %d training digests) on %s with %d torch threads",
             self.model_name,
             spec.name,
             self.meta.input_size,
             "trained" if self.meta.trained else "untrained",
+            len(self.seen),
             self.engine.device,
             self.config.torch_threads,
         )
@@ -164,6 +198,7 @@ class PtxplainHandler:
                 family=spec.family,
                 depth=spec.depth,
                 methods=list(METHODS),
+                training_digests=len(self.seen),
                 **stats,
             )
             self._description = json.dumps(described, sort_keys=True)
@@ -182,6 +217,8 @@ class PtxplainHandler:
             decoded = decode_image(_payload(row), limits=self.limits)
             item.decode_ms = _ms(started)
             started = time.perf_counter()
+            if self.seen:
+                item.seen_in_training = pixel_digest(decoded.pixels) in self.seen
             canvas, item.geometry = letterbox(decoded.pixels, self.meta.input_size)
             item.tensor = to_model_input(canvas, self.meta.mean, self.meta.std)
             item.preprocess_ms = _ms(started)
@@ -231,6 +268,7 @@ class PtxplainHandler:
             threshold=self.meta.threshold,
             trained=self.meta.trained,
             trained_on=self.meta.trained_on,
+            seen_in_training=item.seen_in_training,
         )
         if item.error is None and explanation is not None:
             try:

@@ -62,6 +62,8 @@ class ModelAnswer:
     map_info: dict[str, Any] = dataclasses.field(default_factory=dict)
     backend_ms: float | None = None
     client_ms: float | None = None
+    # the handler found the image's pixels among the model's training or validation images
+    seen_in_training: bool = False
     heatmap: np.ndarray | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @property

@@ -18,6 +18,7 @@ and ASCII-escaped, so it fits any header or status frame.
     ├── UnknownModelError            INVALID_ARGUMENT   400  no such served model
     ├── WeightsError                 FAILED_PRECONDITION 412 weights file missing or mismatched
     ├── ConfigError                  FAILED_PRECONDITION 412 invalid configuration
+    │   └── SeenInTrainingError                              evaluated images a model was trained on
     ├── BackendError                 UNAVAILABLE        503  a model server cannot be reached
     │   └── BackendTimeoutError      DEADLINE_EXCEEDED  504
     ├── OverloadedError              RESOURCE_EXHAUSTED 429  past an in-flight bound
@@ -44,6 +45,7 @@ __all__ = [
     "OverloadedError",
     "PermissionDeniedError",
     "PtxplainError",
+    "SeenInTrainingError",
     "UnknownArchitectureError",
     "UnknownModelError",
     "WeightsError",
@@ -127,6 +129,10 @@ class WeightsError(PtxplainError):
 
 class ConfigError(PtxplainError):
     code = Code.FAILED_PRECONDITION
+
+
+class SeenInTrainingError(ConfigError):
+    """An evaluation's test images include images the model was trained or validated on."""
 
 
 class BackendError(PtxplainError):

@@ -20,7 +20,7 @@ def test_drift_detects_a_changed_proto(tmp_path: Path) -> None:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(proto.read_text())
     result = tmp_path / "ptxplain" / "v1" / "result.proto"
-    result.write_text(result.read_text().replace("bool trained = 14;", "bool trained = 16;"))
+    result.write_text(result.read_text().replace("bool trained = 14;", "bool trained = 30;"))
     assert "ptxplain/v1/result_pb2.py" in drift(tmp_path)
 
 

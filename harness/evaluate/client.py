@@ -75,7 +75,14 @@ def _facts(
     )
 
 
-PROVENANCE_FIELDS = ("weights_source", "trained_on", "data_fingerprint", "cam_grid", "input_size")
+PROVENANCE_FIELDS = (
+    "weights_source",
+    "trained_on",
+    "data_fingerprint",
+    "cam_grid",
+    "input_size",
+    "training_digests",
+)
 
 
 def _provenance(read: Any) -> dict[str, Any] | None:
@@ -152,6 +159,7 @@ def answer_from_proto(item: Any, client_ms: float) -> ModelAnswer:
         geometry=geometry if result.HasField("geometry") else None,
         map_info=info,
         heatmap=heatmap,
+        seen_in_training=result.seen_in_training,
     )
 
 
@@ -266,6 +274,7 @@ def _http_answer(body: dict[str, Any], client_ms: float) -> ModelAnswer:
         geometry=_http_geometry(result.get("geometry")),
         map_info=_http_map_info(maps[0]) if maps else {},
         heatmap=heatmap,
+        seen_in_training=bool(result.get("seen_in_training")),
     )
 
 

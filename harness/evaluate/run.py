@@ -4,7 +4,8 @@ per_image.csv and report.html into the run folder.
 Order of work: read the data folder and its stored patient-level split (no split file, or an
 empty test split, is an error: the test images must be the ones held out in training); ask
 the gateway which models it serves (or read models.json of an earlier run, for
-``--report-only``); replay what is not finished yet; compute everything from the store.
+``--report-only``); replay what is not finished yet; check that no model was trained on an
+evaluated image (:mod:`harness.evaluate.seen`); compute everything from the store.
 """
 
 from __future__ import annotations
@@ -26,10 +27,11 @@ from harness.evaluate.replay import (
     ReplayOutcome,
     replay,
 )
+from harness.evaluate.seen import exclude_seen, held_out_check
 from harness.metrics.depth import ModelFacts
 from harness.metrics.latency import latency_summary
 from harness.metrics.study import StudyInputs, compute_study
-from harness.store import ResultsStore
+from harness.store import ImageResult, ResultsStore
 from ptxplain.errors import BackendError, ConfigError, InvalidInputError, UnknownModelError
 
 __all__ = [
@@ -71,6 +73,8 @@ class EvaluateConfig:
     max_consecutive_failures: int = 20
     retry_failed: bool = True
     progress: bool = True
+    # images a model was trained on: left out of its metrics instead of an error (--allow-seen)
+    allow_seen: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,11 +167,17 @@ def _is_synthetic(dataset: Dataset) -> bool:
     return (Path(dataset.summary.root) / TRUTH_NAME).is_file()
 
 
-def _coverage(records: list[ImageRecord], study: dict[str, Any]) -> dict[str, Any]:
-    per_model = {n: m["classification"]["missing"] for n, m in study["models"].items()}
+def _coverage(
+    records: list[ImageRecord], study: dict[str, Any], held_out: dict[str, dict[str, Any]]
+) -> dict[str, Any]:
+    excluded = {n: b["seen"] if b["excluded"] else 0 for n, b in held_out.items()}
+    per_model = {
+        n: m["classification"]["missing"] - excluded.get(n, 0) for n, m in study["models"].items()
+    }
     return {
         "test_images": len(records),
         "missing_by_model": per_model,
+        "excluded_seen_by_model": excluded,
         "complete": not any(per_model.values()),
     }
 
@@ -177,12 +187,16 @@ def _positive_records(records: list[ImageRecord], limit: int) -> list[ImageRecor
 
 
 def _agreement(
-    records: list[ImageRecord], store: ResultsStore, facts: dict[str, ModelFacts], limit: int
+    records: list[ImageRecord],
+    store: ResultsStore,
+    results: dict[str, ImageResult],
+    facts: dict[str, ModelFacts],
+    limit: int,
 ) -> dict[str, Any]:
     from harness.metrics.robustness import agreement_matrix
     from harness.metrics.study import heat_in_original
 
-    results, maps = store.load(), []
+    maps = []
     for record in _positive_records(records, limit):
         if (result := results.get(record.image_id)) is None:
             continue
@@ -202,12 +216,13 @@ def _robustness(
     client: CatalogClient | None,
     records: list[ImageRecord],
     store: ResultsStore,
+    results: dict[str, ImageResult],
     facts: dict[str, ModelFacts],
 ) -> dict[str, Any]:
     from harness.metrics import robustness
 
     block: dict[str, Any] = {
-        "agreement": _agreement(records, store, facts, config.agreement_images),
+        "agreement": _agreement(records, store, results, facts, config.agreement_images),
         "stability": {},
         "note": f"maps compared at <= {robustness.COMPARE_SIDE} px on the longer side",
     }
@@ -280,9 +295,13 @@ def evaluate(config: EvaluateConfig, client: CatalogClient | None) -> Evaluation
             f"{store.path}: {len(stray)} results for images outside the test "
             f"split (first: {stray[0]})"
         )
+    held_out = held_out_check(results, facts, allow=config.allow_seen)
+    scored = exclude_seen(results, held_out)
     study, rows = compute_study(
-        StudyInputs(tuple(records), results, store, facts, config.n_boot, config.seed)
+        StudyInputs(tuple(records), scored, store, facts, config.n_boot, config.seed)
     )
+    for name, block in held_out.items():
+        study["models"][name]["held_out"] = block
     run["train_fingerprint"] = _train_fingerprint(config)
     metrics = {
         "schema": SCHEMA,
@@ -301,9 +320,9 @@ def evaluate(config: EvaluateConfig, client: CatalogClient | None) -> Evaluation
             "replay": None if outcome is None else outcome.to_json(),  # this invocation's
             "invocations": run.get("invocations", []),  # every invocation's counts
         },
-        "coverage": _coverage(records, study),
+        "coverage": _coverage(records, study, held_out),
         **study,
-        "robustness": _robustness(config, client, records, store, facts),
+        "robustness": _robustness(config, client, records, store, scored, facts),
         "latency": latency_summary(
             results, list(facts), None if outcome is None else outcome.throughput
         ),

@@ -15,7 +15,15 @@ from typing import Any
 
 from harness.metrics.comparisons import VIT_FAMILY
 
-__all__ = ["PAPER", "PAPER_SOURCE", "SIIM_CHANCE", "answer_lines", "fmt", "trained_on"]
+__all__ = [
+    "PAPER",
+    "PAPER_SOURCE",
+    "SIIM_CHANCE",
+    "answer_lines",
+    "fmt",
+    "held_out_check_line",
+    "trained_on",
+]
 
 PAPER_SOURCE = (
     "Qiu, Rivaz, Xiao, MLMI 2023, as given by a secondary summary of the paper "
@@ -196,6 +204,32 @@ def trained_on(model: dict[str, Any], train_fingerprint: str | None) -> tuple[st
     return f"other data: {label or 'unnamed'} (fingerprint {str(seen)[:12]}…)", False
 
 
+def held_out_check_line(model: dict[str, Any]) -> str:
+    """The per-image held-out check of one model (as in metrics.json's models), in words."""
+    block = model.get("held_out")
+    if not model.get("trained", True):
+        return "not needed (random-init weights)"
+    if not block or not block.get("checked"):
+        return "not checked (archive without training digests)"
+    line = (
+        f"per-image check: {block['seen']} of {block['evaluated']} evaluated images seen in "
+        "training"
+    )
+    return line + (" — excluded from its metrics (--allow-seen)" if block.get("excluded") else "")
+
+
+def _seen_line(metrics: dict[str, Any]) -> str | None:
+    excluded = {
+        name: m["held_out"]["seen"]
+        for name, m in metrics["models"].items()
+        if (m.get("held_out") or {}).get("excluded")
+    }
+    if not excluded:
+        return None
+    listed = ", ".join(f"{name} {n}" for name, n in excluded.items())
+    return f"Left out of the metrics as images the model was trained on (--allow-seen): {listed}."
+
+
 def _provenance_line(metrics: dict[str, Any]) -> str | None:
     fingerprint = metrics.get("run", {}).get("train_fingerprint")
     by_reason: dict[str, list[str]] = {}
@@ -227,6 +261,8 @@ def answer_lines(metrics: dict[str, Any]) -> list[str]:
         )
     if (provenance := _provenance_line(metrics)) is not None:
         lines.append(provenance)
+    if (seen := _seen_line(metrics)) is not None:
+        lines.append(seen)
     lines.append(_chance_line(metrics))
     lines.append(
         f"Paper ({PAPER_SOURCE}): accuracy {PAPER['accuracy']}; EHR ResNet-101 "

@@ -8,7 +8,14 @@ from __future__ import annotations
 import html
 from typing import Any
 
-from harness.metrics.answer import PAPER, PAPER_SOURCE, answer_lines, fmt, trained_on
+from harness.metrics.answer import (
+    PAPER,
+    PAPER_SOURCE,
+    answer_lines,
+    fmt,
+    held_out_check_line,
+    trained_on,
+)
 from harness.metrics.baselines import CALIBRATED_METRICS, MIN_RANGE, REFERENCES
 from harness.report import plots
 from harness.report.sections import table
@@ -167,15 +174,19 @@ def provenance_section(metrics: dict[str, Any]) -> str:
                 m["architecture"],
                 "yes" if m.get("trained") else "NO (random init)",
                 where if held_out else f"{where} — test images not proven held out",
+                held_out_check_line(m),
                 ", ".join(m["input_sizes"]) if m.get("input_sizes") else "—",
                 ", ".join(m["localization"]["grids"]) or "—",
                 provenance.get("weights_source", "unknown"),
                 provenance.get("recipe", "not served"),
             ]
         )
-    headers = ["model", "architecture", "trained", "trained on", "input", "CAM grid"]
+    headers = ["model", "architecture", "trained", "trained on", "held out", "input", "CAM grid"]
     return (
         "<p>From the gateway's model list; a model trained on this data set's train split "
-        "(matching data + split fingerprint) never saw the test images.</p>"
+        "(matching data + split fingerprint) never saw the test images. Held out: each "
+        "model's handler compares every image's pixel digest with those of its training and "
+        "validation images (an image it was trained on stops the evaluation, or with "
+        "--allow-seen is left out of that model's metrics).</p>"
         + table([*headers, "weights source", "recipe"], rows)
     )

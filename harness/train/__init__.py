@@ -8,6 +8,7 @@ __all__ = [
     "augment",
     "config",
     "data",
+    "digests",
     "embedded",
     "loop",
     "metrics",

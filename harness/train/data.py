@@ -4,7 +4,9 @@ The split comes from :func:`harness.data.split.load_or_create_split` (the same f
 evaluate`` later reads its test images from). Only train and val records are ever returned;
 test images are not loaded, not even their pixels. Every image goes through the server's own
 :func:`ptxplain.imaging.preprocess.letterbox` (whole image, aspect kept, zero padding) once, at the
-model's input size, and is held in memory as a (N, S, S) float32 tensor.
+model's input size, and is held in memory as a (N, S, S) float32 tensor. The decoded array is
+also hashed (:func:`ptxplain.imaging.digest.pixel_digest`, before letterboxing, as the serving
+handler hashes it) for the checkpoint's ``train-digests.bin`` (:mod:`harness.train.digests`).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from harness.data.dataset import ImageRecord, ReadOptions
 from harness.data.layouts import open_dataset
 from harness.data.split import load_or_create_split
 from harness.train.provenance import DataProvenance, provenance_of
+from ptxplain.imaging.digest import pixel_digest
 from ptxplain.imaging.preprocess import letterbox, to_model_input
 
 __all__ = ["ImageTensors", "TrainValRecords", "load_images", "model_batch", "read_train_val"]
@@ -43,12 +46,14 @@ class TrainValRecords:
 
 @dataclasses.dataclass(frozen=True)
 class ImageTensors:
-    """Letterboxed canvases (N, S, S) in [0, 1], content masks (N, S, S) and labels (N,)."""
+    """Letterboxed canvases (N, S, S) in [0, 1], content masks (N, S, S), labels (N,) and the
+    decoded images' pixel digests (N,)."""
 
     canvases: torch.Tensor
     content: torch.Tensor
     labels: torch.Tensor
     image_ids: tuple[str, ...]
+    digests: tuple[bytes, ...] = ()
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -90,9 +95,11 @@ def load_images(
     """Read and letterbox every record once (a tqdm bar on stderr when ``progress``)."""
     from tqdm import tqdm
 
-    canvases, content = [], []
+    canvases, content, digests = [], [], []
     for record in tqdm(records, desc=desc, file=sys.stderr, disable=not progress, leave=False):
-        canvas, g = letterbox(record.load_pixels(), size)
+        pixels = record.load_pixels()
+        digests.append(pixel_digest(pixels))
+        canvas, g = letterbox(pixels, size)
         canvases.append(canvas)
         content.append(
             _content_mask(size, g.pad_top, g.pad_left, g.content_height, g.content_width)
@@ -103,6 +110,7 @@ def load_images(
         content=torch.stack(content) if content else torch.zeros((0, size, size)),
         labels=torch.from_numpy(labels),
         image_ids=tuple(r.image_id for r in records),
+        digests=tuple(digests),
     )
 
 

@@ -41,6 +41,7 @@ from harness.train.config import (
     settings_key,
 )
 from harness.train.data import ImageTensors, TrainValRecords, load_images, read_train_val
+from harness.train.digests import record_digests
 from harness.train.distill import load_teacher
 from harness.train.loop import EpochRunner, Validation, epoch_seed, steps_per_epoch, warmup_cosine
 from harness.train.metrics import class_weights, youden_threshold
@@ -343,6 +344,7 @@ def _finish(run: _Run) -> ModelMeta:
     model = run.runner.model
     model.load_state_dict(run.state.best_weights)
     meta = _meta(run, run.runner.validate(run.images.val))
+    meta = record_digests(run.config.out, run.images, meta)  # train-digests.bin
     save_weights(model, run.config.out / WEIGHTS_FILENAME)
     meta.write(run.config.out / META_FILENAME)
     (run.config.out / STATE_FILENAME).unlink(missing_ok=True)

@@ -8,7 +8,8 @@ metrics.json, per_image.csv and report.html into --out.
 The test split is the one stored in DIR (ptxplain data split). Results are appended as they
 arrive, so an interrupted run resumes where it stopped; images whose models failed for a
 transient reason are retried. Exit status: 0 when every model answered every test image,
-3 when the outputs were written but something is missing (the report says what), 2 on error,
+3 when the outputs were written but something is missing (the report says what), 2 on error
+(one of them: a test image that a model was trained or validated on, unless --allow-seen),
 130 after Ctrl-C (one line says how many images are stored; the same command resumes). Every
 invocation's replay counts are kept in metrics.json (``run.invocations``).
 See docs/evaluate.md (outputs, schema) and docs/metrics.md (definitions).
@@ -42,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--models", default="", help="comma-separated served names (default: all served)")
     add("--concurrency", type=int, default=4, help="requests in flight (default 4)")
     add("--no-retry", action="store_true", help="do not retry transient per-model failures")
+    add(
+        "--allow-seen",
+        action="store_true",
+        help="test images a model was trained or validated on are left out of its metrics "
+        "(default: they are an error)",
+    )
     add("--max-failures", type=int, default=20, help="stop after N failed requests in a row")
     add("--n-boot", type=int, default=1000, help="bootstrap resamples (default 1000)")
     add("--seed", type=int, default=0, help="bootstrap seed (default 0)")
@@ -129,6 +136,7 @@ def _config(args: argparse.Namespace) -> EvaluateConfig:
         max_consecutive_failures=args.max_failures,
         retry_failed=not args.no_retry,
         progress=not args.no_progress,
+        allow_seen=args.allow_seen,
     )
 
 

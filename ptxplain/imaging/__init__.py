@@ -1,4 +1,4 @@
-"""Images in: decoding (PNG / JPEG / DICOM), image types, letterbox preprocessing.
+"""Images in: decoding (PNG / JPEG / DICOM), image types, pixel digests, letterbox preprocessing.
 
 Modules are imported by name (``from ptxplain.imaging import decode``); nothing is
 imported here, so importing one module does not pull in the others (or torch).
@@ -7,6 +7,7 @@ imported here, so importing one module does not pull in the others (or torch).
 __all__ = [
     "decode",
     "dicom",
+    "digest",
     "preprocess",
     "types",
 ]

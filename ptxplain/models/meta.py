@@ -5,8 +5,10 @@ it to know the architecture, input size, normalization, classes and decision thr
 
 Provenance: ``dataset`` (the data set's name, e.g. ``phantom``), ``synthetic``, ``data_fingerprint``
 (data + split), ``train_ids_sha256`` (the training images' ids), ``recipe`` (profile and
-hyperparameters, with its ``settings_key``) and ``cam_grid`` (rows x columns of the CAM target
-layer at ``input_size``). :attr:`ModelMeta.trained_on` is the short label shown wherever the model
+hyperparameters, with its ``settings_key``), ``cam_grid`` (rows x columns of the CAM target
+layer at ``input_size``) and ``training_digests`` / ``training_digests_sha256`` (how many pixel
+digests of train and validation images ``train-digests.bin`` beside the weights holds, and that
+file's SHA-256; 0 and "" when none was written, see :mod:`ptxplain.imaging.digest`). :attr:`ModelMeta.trained_on` is the short label shown wherever the model
 is ("phantom (synthetic)", "siim", "untrained").
 """
 
@@ -67,6 +69,8 @@ class ModelMeta:
     train_ids_sha256: str = ""
     recipe: dict[str, Any] = dataclasses.field(default_factory=dict)
     cam_grid: tuple[int, int] | None = None
+    training_digests: int = 0
+    training_digests_sha256: str = ""
 
     @property
     def trained_on(self) -> str:

@@ -82,7 +82,7 @@ class ListModelsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "architecture", "family", "version", "input_size", "classes", "positive_class", "threshold", "depth", "parameters", "flops", "trained", "ready", "backend", "weights_source", "detail", "methods", "trained_on", "data_fingerprint", "cam_grid")
+    __slots__ = ("name", "architecture", "family", "version", "input_size", "classes", "positive_class", "threshold", "depth", "parameters", "flops", "trained", "ready", "backend", "weights_source", "detail", "methods", "trained_on", "data_fingerprint", "cam_grid", "training_digests")
     NAME_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
     FAMILY_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +103,7 @@ class ModelInfo(_message.Message):
     TRAINED_ON_FIELD_NUMBER: _ClassVar[int]
     DATA_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
     CAM_GRID_FIELD_NUMBER: _ClassVar[int]
+    TRAINING_DIGESTS_FIELD_NUMBER: _ClassVar[int]
     name: str
     architecture: str
     family: str
@@ -123,7 +124,8 @@ class ModelInfo(_message.Message):
     trained_on: str
     data_fingerprint: str
     cam_grid: _containers.RepeatedScalarFieldContainer[int]
-    def __init__(self, name: _Optional[str] = ..., architecture: _Optional[str] = ..., family: _Optional[str] = ..., version: _Optional[str] = ..., input_size: _Optional[int] = ..., classes: _Optional[_Iterable[str]] = ..., positive_class: _Optional[int] = ..., threshold: _Optional[float] = ..., depth: _Optional[int] = ..., parameters: _Optional[int] = ..., flops: _Optional[int] = ..., trained: _Optional[bool] = ..., ready: _Optional[bool] = ..., backend: _Optional[str] = ..., weights_source: _Optional[str] = ..., detail: _Optional[str] = ..., methods: _Optional[_Iterable[str]] = ..., trained_on: _Optional[str] = ..., data_fingerprint: _Optional[str] = ..., cam_grid: _Optional[_Iterable[int]] = ...) -> None: ...
+    training_digests: int
+    def __init__(self, name: _Optional[str] = ..., architecture: _Optional[str] = ..., family: _Optional[str] = ..., version: _Optional[str] = ..., input_size: _Optional[int] = ..., classes: _Optional[_Iterable[str]] = ..., positive_class: _Optional[int] = ..., threshold: _Optional[float] = ..., depth: _Optional[int] = ..., parameters: _Optional[int] = ..., flops: _Optional[int] = ..., trained: _Optional[bool] = ..., ready: _Optional[bool] = ..., backend: _Optional[str] = ..., weights_source: _Optional[str] = ..., detail: _Optional[str] = ..., methods: _Optional[_Iterable[str]] = ..., trained_on: _Optional[str] = ..., data_fingerprint: _Optional[str] = ..., cam_grid: _Optional[_Iterable[int]] = ..., training_digests: _Optional[int] = ...) -> None: ...
 
 class UnlistedBackend(_message.Message):
     __slots__ = ("backend", "reason", "detail")

@@ -100,7 +100,7 @@ class Timings(_message.Message):
     def __init__(self, decode_ms: _Optional[float] = ..., preprocess_ms: _Optional[float] = ..., forward_cam_ms: _Optional[float] = ..., encode_ms: _Optional[float] = ..., batch_size: _Optional[int] = ...) -> None: ...
 
 class ExplainResult(_message.Message):
-    __slots__ = ("status", "model", "architecture", "classes", "logits", "probabilities", "predicted_class", "positive_probability", "threshold", "positive", "maps", "geometry", "timings", "trained", "trained_on")
+    __slots__ = ("status", "model", "architecture", "classes", "logits", "probabilities", "predicted_class", "positive_probability", "threshold", "positive", "maps", "geometry", "timings", "trained", "trained_on", "seen_in_training")
     STATUS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
     ARCHITECTURE_FIELD_NUMBER: _ClassVar[int]
@@ -116,6 +116,7 @@ class ExplainResult(_message.Message):
     TIMINGS_FIELD_NUMBER: _ClassVar[int]
     TRAINED_FIELD_NUMBER: _ClassVar[int]
     TRAINED_ON_FIELD_NUMBER: _ClassVar[int]
+    SEEN_IN_TRAINING_FIELD_NUMBER: _ClassVar[int]
     status: Status
     model: str
     architecture: str
@@ -131,4 +132,5 @@ class ExplainResult(_message.Message):
     timings: Timings
     trained: bool
     trained_on: str
-    def __init__(self, status: _Optional[_Union[Status, _Mapping]] = ..., model: _Optional[str] = ..., architecture: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., logits: _Optional[_Iterable[float]] = ..., probabilities: _Optional[_Iterable[float]] = ..., predicted_class: _Optional[int] = ..., positive_probability: _Optional[float] = ..., threshold: _Optional[float] = ..., positive: _Optional[bool] = ..., maps: _Optional[_Iterable[_Union[Map, _Mapping]]] = ..., geometry: _Optional[_Union[Geometry, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., trained: _Optional[bool] = ..., trained_on: _Optional[str] = ...) -> None: ...
+    seen_in_training: bool
+    def __init__(self, status: _Optional[_Union[Status, _Mapping]] = ..., model: _Optional[str] = ..., architecture: _Optional[str] = ..., classes: _Optional[_Iterable[str]] = ..., logits: _Optional[_Iterable[float]] = ..., probabilities: _Optional[_Iterable[float]] = ..., predicted_class: _Optional[int] = ..., positive_probability: _Optional[float] = ..., threshold: _Optional[float] = ..., positive: _Optional[bool] = ..., maps: _Optional[_Iterable[_Union[Map, _Mapping]]] = ..., geometry: _Optional[_Union[Geometry, _Mapping]] = ..., timings: _Optional[_Union[Timings, _Mapping]] = ..., trained: _Optional[bool] = ..., trained_on: _Optional[str] = ..., seen_in_training: _Optional[bool] = ...) -> None: ...

@@ -82,6 +82,7 @@ class ModelInfo:
     trained_on: str = ""
     data_fingerprint: str = ""
     cam_grid: tuple[int, ...] = ()
+    training_digests: int = 0
 
     def to_proto(self) -> epb.ModelInfo:
         values = dataclasses.asdict(self)
@@ -116,6 +117,7 @@ class ModelInfo:
             ),
             data_fingerprint=str(meta.get("data_fingerprint", self.data_fingerprint)),
             cam_grid=tuple(int(g) for g in meta.get("cam_grid") or self.cam_grid),
+            training_digests=int(meta.get("training_digests", self.training_digests)),
         )
 
 

@@ -68,6 +68,10 @@ class ResultBody(BaseModel):
     trained_on: str = Field(
         description='"phantom (synthetic)", the data set\'s name or "untrained"'
     )
+    seen_in_training: bool = Field(
+        False,
+        description="the image's pixels match one of the model's training or validation images",
+    )
     geometry: dict[str, float] | None = Field(description="how the map's canvas maps to the image")
     timings: dict[str, float]
     maps: list[MapBody]
@@ -156,6 +160,9 @@ class ModelInfoBody(BaseModel):
     trained_on: str = Field(
         description='"phantom (synthetic)", the data set\'s name, or "untrained"; empty if unknown'
     )
+    training_digests: int = Field(
+        0, description="training and validation image digests the handler checks; 0 = unknown"
+    )
 
 
 class UnlistedBackendBody(BaseModel):
@@ -230,6 +237,7 @@ def _result_json(result: pb.ExplainResult, info: ModelInfo) -> dict[str, Any]:
         "label": result_label(result, info.positive_class),
         "trained": result.trained,
         "trained_on": result.trained_on,
+        "seen_in_training": result.seen_in_training,
         "geometry": geometry,
         "timings": {f.name: getattr(t, f.name) for f in t.DESCRIPTOR.fields},
         "maps": [_map_json(m) for m in result.maps],

@@ -13,8 +13,8 @@ faces (``oip_http``, ``oip_grpc``): models, tensors and parameters on the :class
   ``space``, ``normalized``, ``raw_min``, ``raw_max`` and ``target_class`` as its parameters.
 * Response parameters: the model's ``status`` (and ``message``), ``architecture``, ``classes``,
   ``predicted_class``, ``positive_probability``, ``threshold``, ``positive``, ``label``,
-  ``trained``, the geometry fields (``original_height`` … ``content_width``, ``scale``) and the
-  ``request_id``.
+  ``trained``, ``seen_in_training``, the geometry fields (``original_height`` …
+  ``content_width``, ``scale``) and the ``request_id``.
 
 Errors are :mod:`ptxplain.errors` exceptions; each face maps them once, as it maps the rest.
 """
@@ -249,6 +249,7 @@ def _result_parameters(result: pb.ExplainResult, info: ModelInfo) -> dict[str, P
         "positive": result.positive,
         "label": result_label(result, info.positive_class),
         "trained": result.trained,
+        "seen_in_training": result.seen_in_training,
     }
     if result.HasField("geometry"):
         g = result.geometry

@@ -224,3 +224,57 @@ def test_weights_that_do_not_fit_name_file_and_architecture(model_dir, tmp_path)
     (tmp_path / "weights.safetensors").unlink()
     with pytest.raises(WeightsError, match="does not exist"):
         PtxplainHandler().initialize(make_context(tmp_path, 1))
+
+
+def _digest_of(body: bytes) -> bytes:
+    from ptxplain.imaging.decode import DecodeLimits, decode_image
+    from ptxplain.imaging.digest import pixel_digest
+
+    return pixel_digest(decode_image(body, limits=DecodeLimits()).pixels)
+
+
+def test_an_image_among_the_training_digests_is_flagged_seen(model_dir, tmp_path) -> None:
+    import dataclasses
+    import shutil
+
+    from ptxplain.imaging.digest import DIGESTS_FILENAME, file_sha256, write_digests
+
+    shutil.copy(model_dir / "weights.safetensors", tmp_path / "weights.safetensors")
+    trained_on, validated_on = png_bytes(80, 60, seed=1), make_dicom(np.full((8, 8), 9, np.uint8))
+    digests = write_digests(
+        tmp_path / DIGESTS_FILENAME, [_digest_of(trained_on)], [_digest_of(validated_on)]
+    )
+    meta = ModelMeta.read(model_dir / META_FILENAME)
+    meta = dataclasses.replace(
+        meta, training_digests=2, training_digests_sha256=file_sha256(digests)
+    )
+    meta.write(tmp_path / META_FILENAME)
+    service = PtxplainHandler()
+    service.initialize(make_context(tmp_path, 1))
+    rows = [{"body": trained_on}, {"body": png_bytes(80, 60, seed=2)}, {"body": validated_on}]
+    flags = [(r.seen_in_training, r.status.code) for r, _ in run(service, tmp_path, rows)]
+    assert flags == [(True, Code.OK), (False, Code.OK), (True, Code.OK)]
+    [described] = service.handle([{"body": b""}], make_context(tmp_path, 1, {"describe": "True"}))
+    assert json.loads(described)["training_digests"] == 2
+
+
+def test_no_digest_file_checks_nothing_and_a_wrong_one_stops_loading(
+    handler, model_dir, tmp_path
+) -> None:
+    import dataclasses
+    import shutil
+
+    from ptxplain.errors import WeightsError
+    from ptxplain.imaging.digest import DIGESTS_FILENAME, write_digests
+
+    [(result, _)] = run(handler, model_dir, [{"body": png_bytes(80, 60, seed=1)}])
+    assert result.seen_in_training is False
+    [described] = handler.handle([{"body": b""}], make_context(model_dir, 1, {"describe": "True"}))
+    assert json.loads(described)["training_digests"] == 0
+    for name in ("weights.safetensors", META_FILENAME):
+        shutil.copy(model_dir / name, tmp_path / name)
+    meta = ModelMeta.read(model_dir / META_FILENAME)
+    dataclasses.replace(meta, training_digests_sha256="0" * 64).write(tmp_path / META_FILENAME)
+    write_digests(tmp_path / DIGESTS_FILENAME, [_digest_of(png_bytes())], [])
+    with pytest.raises(WeightsError, match=r"train-digests\.bin is not the digest file"):
+        PtxplainHandler().initialize(make_context(tmp_path, 1))

@@ -87,7 +87,8 @@ class FakeClient:
 
     ``fail_models``: model -> image ids it answers with INTERNAL; ``drop_after``: from that many
     calls on, ``dropped`` models are absent from answers; ``down_after``: from that many calls
-    on, every request fails as a whole (the gateway went away).
+    on, every request fails as a whole (the gateway went away); ``seen``: model -> image ids it
+    flags as seen in training; ``digests``: model -> the training digests its handler holds.
     """
 
     records: dict[str, ImageRecord]
@@ -95,6 +96,8 @@ class FakeClient:
         default_factory=lambda: {"vgg16": 0.5, "resnet18": 0.7, "resnet50": 0.9}
     )
     fail_models: dict[str, set[str]] = dataclasses.field(default_factory=dict)
+    seen: dict[str, set[str]] = dataclasses.field(default_factory=dict)
+    digests: dict[str, int] = dataclasses.field(default_factory=dict)
     dropped: tuple[str, ...] = ()
     drop_after: int | None = None
     down_after: int | None = None
@@ -169,6 +172,7 @@ class FakeClient:
             client_ms=4.0 + quality,
             map_info={"method": "gradcam", "height": GRID, "width": GRID},
             heatmap=_grid_map(mask, quality, rng),
+            seen_in_training=image_id in self.seen.get(model, set()),
         )
 
 
@@ -178,7 +182,15 @@ class FakeCatalogClient(FakeClient):
     def list_models(self) -> list[ModelFacts]:
         if self.down_after == 0:
             raise BackendError("gateway at 127.0.0.1:1 is unavailable (fake)")
-        return [MODEL_FACTS[name] for name in self.quality]
+        return [
+            dataclasses.replace(
+                MODEL_FACTS[name],
+                provenance={"training_digests": self.digests[name]}
+                if name in self.digests
+                else None,
+            )
+            for name in self.quality
+        ]
 
     def close(self) -> None:
         pass

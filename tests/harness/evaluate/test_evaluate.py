@@ -19,6 +19,7 @@ from ptxplain.errors import (
     Code,
     ConfigError,
     InvalidOptionError,
+    SeenInTrainingError,
     UnknownModelError,
 )
 from tests.harness.evaluate.evaluation_fakes import FakeCatalogClient, phantom_split, records_of
@@ -284,3 +285,53 @@ def test_ctrl_c_says_one_line_exits_130_and_every_invocation_is_kept(
         (5, 0, "interrupted"),
         (len(records) - 5, 5, ""),
     ]
+
+
+def test_images_a_model_was_trained_on_stop_the_run_unless_allowed(
+    data: Path, tmp_path: Path
+) -> None:
+    records = records_of(data)
+    seen = set(sorted(records)[:3])
+    client = FakeCatalogClient(
+        records, seen={"resnet50": seen}, digests={"resnet50": 40, "vgg16": 9}
+    )
+    config = EvaluateConfig(
+        data=data,
+        out=tmp_path / "run",
+        gateway="fake",
+        n_boot=20,
+        progress=False,
+        loadtest_dir=None,
+    )
+    with pytest.raises(
+        SeenInTrainingError, match=r"^resnet50: was trained on 3 of its 16"
+    ) as caught:
+        evaluate(config, client)
+    assert caught.value.model == "resnet50" and min(seen) in caught.value.message
+    both = FakeCatalogClient(records, seen={"resnet50": seen, "vgg16": seen}, digests={"vgg16": 9})
+    with pytest.raises(SeenInTrainingError, match=r"resnet50 was trained on 3 .*; vgg16 was"):
+        evaluate(dataclasses.replace(config, out=tmp_path / "both"), both)
+    assert caught.value.code == Code.FAILED_PRECONDITION
+    with pytest.raises(SeenInTrainingError):  # the stored answers say so: --report-only too
+        evaluate(config, None)
+
+    outcome = evaluate(dataclasses.replace(config, allow_seen=True), None)
+    models = outcome.metrics["models"]
+    assert models["resnet50"]["held_out"] | {"seen_ids": None} == {
+        "checked": True,
+        "training_digests": 40,
+        "evaluated": 16,
+        "seen": 3,
+        "seen_examples": sorted(seen),
+        "excluded": True,
+        "seen_ids": None,
+    }
+    assert models["resnet50"]["classification"]["n"] == 13
+    assert models["vgg16"]["classification"]["n"] == 16 and not models["vgg16"]["held_out"]["seen"]
+    assert (
+        outcome.complete and outcome.metrics["coverage"]["excluded_seen_by_model"]["resnet50"] == 3
+    )
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert "per-image check: 3 of 16 evaluated images seen in training — excluded" in report
+    assert "per-image check: 0 of 16 evaluated images seen in training" in report  # vgg16
+    assert "not checked (archive without training digests)" in report  # resnet18

@@ -3,10 +3,8 @@ HTTP) in front of the session's real TorchServe; and a gateway that is not there
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
-from collections.abc import Coroutine, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,44 +14,16 @@ from harness.evaluate.client import GrpcGatewayClient, HttpGatewayClient
 from harness.phantom.generate import PhantomConfig, generate_phantom
 from ptxplain.cli import main
 from ptxplain.errors import BackendError
-from services.gateway import GatewayConfig, RunningGateway, start_gateway
-from services.gateway.config import BackendConfig
+from services.gateway import RunningGateway
+from tests.harness.evaluate.live_gateway import gateway_for
 
 MODELS = ("resnet18", "vit_s16")
 
 
-class _Loop:
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(120)
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(10)
-        self.loop.close()
-
-
 @pytest.fixture(scope="module")
 def gateway(torchserve: Any) -> Iterator[RunningGateway]:
-    ts = torchserve.config
-    backend = BackendConfig(
-        name="local",
-        grpc=ts.grpc_inference_target,
-        management=ts.management_url,
-        key_file=ts.key_file,
-    )
-    config = GatewayConfig(backends=(backend,), grpc_port=0, http_port=0, json_logs=False)
-    loop = _Loop()
-    running = loop.run(start_gateway(config))
-    try:
+    with gateway_for(torchserve.config) as running:
         yield running
-    finally:
-        loop.run(running.stop(0.5))
-        loop.close()
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +72,7 @@ def test_evaluate_through_the_real_gateway(
         assert model["classification"]["n"] == 8 and model["classification"]["missing"] == 0
         assert model["localization"]["n"] == positives > 0, name
         assert model["depth"] > 0 and model["params"] > 0 and model["flops"] > 0
+        assert model["held_out"]["checked"] is False  # random-init archives carry no digests
         stages = metrics["latency"]["models"][name]["stages"]
         assert stages["forward_cam_ms"]["n"] == 8 and stages["forward_cam_ms"]["p50"] > 0
         assert metrics["latency"]["models"][name]["client_ms"]["p95"] > 0

@@ -1,10 +1,13 @@
 """A short training run's checkpoint archives and serves: `ptxplain train` on a tiny phantom,
 `ptxplain archive` of its output served by a real TorchServe, and the served
 answer for a phantom DICOM equals the trained model's own answer on the training-side tensor
-(no skew between how training and serving read, letterbox and normalize an image)."""
+(no skew between how training and serving read, letterbox and normalize an image). Served
+through the real gateway, `ptxplain evaluate` on a split whose test images include the model's
+training images stops with an error, and with --allow-seen leaves those images out."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,8 +24,9 @@ from ptxplain.explain.options import ExplainOptions
 from ptxplain.models.meta import META_FILENAME, ModelMeta
 from ptxplain.models.registry import get_spec
 from ptxplain.models.weights import load_weights
-from services.torchserve import RestClient, TorchServeProcess, rest_client
+from services.torchserve import RestClient, TorchServeConfig, TorchServeProcess, rest_client
 from tests.conftest import free_port_config
+from tests.harness.evaluate.live_gateway import gateway_for
 
 pytestmark = pytest.mark.live
 
@@ -60,7 +64,9 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, checkpoint: Path) -> Iterator[RestClient]:
+def torchserve_config(
+    tmp_path_factory: pytest.TempPathFactory, checkpoint: Path
+) -> Iterator[TorchServeConfig]:
     """A TorchServe of its own (TorchServe 0.12 keeps the register API off) serving only the
     checkpoint's archive."""
     root = tmp_path_factory.mktemp("served")
@@ -84,10 +90,15 @@ def served(tmp_path_factory: pytest.TempPathFactory, checkpoint: Path) -> Iterat
     config = free_port_config(store, root / "run")
     process = TorchServeProcess(config).start(timeout_s=300)
     try:
-        with rest_client(config, timeout_s=60) as client:
-            yield client
+        yield config
     finally:
         process.stop()
+
+
+@pytest.fixture(scope="module")
+def served(torchserve_config: TorchServeConfig) -> Iterator[RestClient]:
+    with rest_client(torchserve_config, timeout_s=60) as client:
+        yield client
 
 
 def test_a_trained_checkpoint_archives_and_serves_what_it_learned(
@@ -109,3 +120,40 @@ def test_a_trained_checkpoint_archives_and_serves_what_it_learned(
     assert np.allclose(served_result.logits, logits.numpy(), atol=1e-4)
     positive = served_result.positive_probability
     assert served_result.positive == (positive >= meta.threshold)
+
+
+def _evaluate(config: TorchServeConfig, data: Path, state: Path, out: Path, *extra: str) -> int:
+    with gateway_for(config) as gateway:
+        argv = ["evaluate", "--data", str(data), "--state-dir", str(state), "--out", str(out)]
+        argv += ["--gateway", f"127.0.0.1:{gateway.grpc_port}", "--n-boot", "20"]
+        return main([*argv, "--no-progress", "--loadtest-dir", str(out / "none"), *extra])
+
+
+def test_evaluating_images_the_model_was_trained_on_is_an_error(
+    torchserve_config: TorchServeConfig,
+    checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    data, state = checkpoint.parent / "phantom", tmp_path / "all-test"
+    assert (
+        main(["data", "split", str(data), "--state-dir", str(state), "--fractions", "0", "0", "1"])
+        == 0
+    )
+    records = read_train_val(data, ReadOptions())
+    seen = len(records.train) + len(records.val)
+    capsys.readouterr()
+    assert _evaluate(torchserve_config, data, state, tmp_path / "run") == 2
+    error = capsys.readouterr().err
+    assert f"error: {NAME}: was trained on {seen} of its 24 evaluated images" in error
+    first = min(r.image_id for r in (*records.train, *records.val))
+    assert f"(e.g. {first}, " in error and "--allow-seen" in error
+
+    assert _evaluate(torchserve_config, data, state, tmp_path / "run", "--allow-seen") == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    model = metrics["models"][NAME]
+    assert model["held_out"]["checked"] and model["held_out"]["seen"] == seen
+    assert model["classification"]["n"] == 24 - seen
+    assert metrics["coverage"]["excluded_seen_by_model"] == {NAME: seen}
+    report = (tmp_path / "run" / "report.html").read_text()
+    assert f"per-image check: {seen} of 24 evaluated images seen in training" in report
