@@ -73,6 +73,7 @@ class TrainConfig:
     teacher: Path | None = None
     distill_alpha: float = 0.5
     distill_temperature: float = 2.0
+    clip_grad: float | None = None  # clip the gradients' global L2 norm to this (None: off)
 
     def __post_init__(self) -> None:
         checks = {
@@ -88,6 +89,7 @@ class TrainConfig:
             "--state-every": self.state_every_s >= 0,
             "--distill-alpha": 0.0 < self.distill_alpha <= 1.0,
             "--distill-temperature": self.distill_temperature > 0,
+            "--clip-grad": self.clip_grad is None or self.clip_grad > 0,
         }
         for flag, ok in checks.items():
             if not ok:
@@ -130,6 +132,8 @@ class TrainConfig:
             zero_init_residual=self.zero_init_residual,
             augment=dataclasses.asdict(self.augment),
         )
+        if self.clip_grad is not None:
+            values["clip_grad"] = self.clip_grad
         if self.teacher is not None:
             values["distill"] = {
                 "teacher": teacher_identity(self.teacher),

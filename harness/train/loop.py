@@ -86,6 +86,7 @@ class EpochRunner:
     device: torch.device
     bf16: bool = False  # bfloat16 autocast for training steps (validation stays float32)
     teacher: Teacher | None = None  # soft-label distillation (training loss only)
+    clip_grad: float | None = None  # global gradient-norm clipping
 
     def _inputs(self, canvases: torch.Tensor) -> torch.Tensor:
         batch = model_batch(canvases, self.spec.mean, self.spec.std).to(self.device)
@@ -102,6 +103,8 @@ class EpochRunner:
                 loss, logits.float(), teacher, self.teacher.alpha, self.teacher.temperature
             )
         loss.backward()
+        if self.clip_grad is not None:
+            nn.utils.clip_grad_norm_(self.model.parameters(), self.clip_grad)
         self.optimizer.step()
         self.scheduler.step()
         return float(loss.detach())

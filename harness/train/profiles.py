@@ -58,6 +58,7 @@ class ProfileEntry:
     teacher: str | None = None
     distill_alpha: float = 0.5
     distill_temperature: float = 2.0
+    clip_grad: float | None = None
 
 
 @dataclasses.dataclass(frozen=True)

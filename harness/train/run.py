@@ -176,6 +176,7 @@ def _setup(config: TrainConfig, images: TrainImages) -> _Run:
         augment=config.augment,
         device=device,
         bf16=config.precision == "bf16",
+        clip_grad=config.clip_grad,
         teacher=None
         if config.teacher is None
         else load_teacher(

@@ -39,6 +39,7 @@ _PROFILE_FIELDS = (
     "warmup_epochs",
     "augment",
     "zero_init_residual",
+    "clip_grad",
 )
 
 
@@ -75,6 +76,12 @@ def _hyperparameters(parser: argparse.ArgumentParser) -> None:
         "--zero-init-residual",
         action=argparse.BooleanOptionalAction,
         help="from scratch, start ResNet blocks as the identity (default off)",
+    )
+    group.add_argument(
+        "--clip-grad",
+        type=float,
+        metavar="NORM",
+        help="clip the gradients' global L2 norm to NORM (default off)",
     )
     group.add_argument(
         "--teacher",

@@ -102,3 +102,16 @@ def test_a_profile_entry_distils_from_an_earlier_entry(data: Path, tmp_path: Pat
     assert [o.skipped for o in run_profile(forced)] == [False, False]
     with pytest.raises(ConfigError, match="not an earlier entry"):
         Profile("bad", "test", tuple(reversed(entries)))
+
+
+def test_gradient_clipping_changes_the_run_and_is_recorded_only_when_set(
+    data: Path, tmp_path: Path
+) -> None:
+    plain = train(_config(data, tmp_path / "plain", epochs=1))
+    clipped = train(_config(data, tmp_path / "clipped", epochs=1, clip_grad=1e-3))
+    assert plain.meta is not None and clipped.meta is not None
+    assert "clip_grad" not in plain.meta.recipe["hyperparameters"]  # old settings keys hold
+    assert clipped.meta.recipe["hyperparameters"]["clip_grad"] == 1e-3
+    assert _weights_bytes(tmp_path / "plain") != _weights_bytes(tmp_path / "clipped")
+    with pytest.raises(InvalidOptionError, match="--clip-grad"):
+        _config(data, tmp_path / "bad", clip_grad=0.0)
