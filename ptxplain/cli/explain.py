@@ -100,6 +100,11 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"{name:<18} {verdict:<9} p={entry['positive_probability']:.3f} "
                 f"(threshold {entry['threshold']:.2f}) trained on: {entry['trained_on'] or '?'}"
+                + (
+                    "  [this image is one the model was trained on]"
+                    if entry["seen_in_training"]
+                    else ""
+                )
             )
         else:
             print(f"{name:<18} {entry['status']}: {entry['message']}")

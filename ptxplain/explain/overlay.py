@@ -94,6 +94,8 @@ def _caption(item: epb.ModelResult, heat: pb.Map, look: Look) -> list[str]:
     verdict = "POSITIVE" if result.positive else "negative"
     on = item.trained_on or result.trained_on or "?"
     trained = f"  trained on: {on}" if item.trained else "  [untrained: random weights]"
+    if result.seen_in_training:
+        trained += "  [SEEN IN TRAINING: not a held-out answer]"
     lines = [
         f"{item.model} ({item.architecture}): {verdict}  "
         f"p = {result.positive_probability:.3f}, threshold {result.threshold:.2f}{trained}",
@@ -167,6 +169,7 @@ def _summary(item: epb.ModelResult, overlays: list[str]) -> dict[str, Any]:
         "architecture": item.architecture,
         "trained": item.trained,
         "trained_on": item.trained_on or item.result.trained_on,
+        "seen_in_training": item.result.seen_in_training,
         "gateway_ms": {
             "queue": item.gateway_timings.queue_ms,
             "backend": item.gateway_timings.backend_ms,

@@ -298,7 +298,8 @@ function fillTile(tile, body) {
   tile.querySelector(".label").textContent =
     `${result.label}: p = ${p.toFixed(3)} (threshold ${result.threshold.toFixed(2)})`;
   tile.classList.toggle("positive", result.positive);
-  tile.querySelector(".note").textContent = map ? mapNote(map) : "no map in the answer";
+  const seen = result.seen_in_training ? "Seen in training: this image is one the model was trained on, not a held-out answer. " : "";
+  tile.querySelector(".note").textContent = seen + (map ? mapNote(map) : "no map in the answer");
   tile.querySelector(".timings").textContent = timings(body);
 }
 

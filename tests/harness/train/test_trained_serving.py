@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from harness.data.dataset import ReadOptions
 from harness.phantom.generate import PhantomConfig, generate_phantom
@@ -157,3 +158,31 @@ def test_evaluating_images_the_model_was_trained_on_is_an_error(
     assert metrics["coverage"]["excluded_seen_by_model"] == {NAME: seen}
     report = (tmp_path / "run" / "report.html").read_text()
     assert f"per-image check: {seen} of 24 evaluated images seen in training" in report
+
+
+def test_explain_says_when_an_image_is_one_the_model_was_trained_on(
+    torchserve_config: TorchServeConfig,
+    checkpoint: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    records = read_train_val(checkpoint.parent / "phantom", ReadOptions())
+    outputs = {}
+    with gateway_for(torchserve_config) as gateway:
+        for kind, record in (("train", records.train[0]), ("val", records.val[0])):
+            argv = ["explain", str(record.path), "--gateway", f"127.0.0.1:{gateway.grpc_port}"]
+            assert main([*argv, "--out", str(tmp_path / kind)]) == 0
+            outputs[kind] = capsys.readouterr().out
+            summary = json.loads((tmp_path / kind / "summary.json").read_text())
+            assert summary["models"][NAME]["seen_in_training"] is True
+        unseen = tmp_path / "unseen.png"
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (64, 64), dtype=np.uint8)).save(
+            unseen
+        )
+        argv = ["explain", str(unseen), "--gateway", f"127.0.0.1:{gateway.grpc_port}"]
+        assert main([*argv, "--out", str(tmp_path / "unseen")]) == 0
+        outputs["unseen"] = capsys.readouterr().out
+    assert all(
+        "[this image is one the model was trained on]" in outputs[k] for k in ("train", "val")
+    )
+    assert "trained on]" not in outputs["unseen"] and NAME in outputs["unseen"]
