@@ -29,11 +29,11 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
-import os
 import time
 from collections.abc import Mapping, Sequence
 
 from ptxplain.errors import ConfigError
+from ptxplain.machine import cpu_cores
 
 __all__ = [
     "DEFAULT_SPARE",
@@ -71,14 +71,6 @@ class Placement:
             f"{self.demand_cores:.2f} cores at the limit; {self.workers} worker(s) x "
             f"{self.threads} thread(s) {self.busy:.0%} busy"
         )
-
-
-def cpu_cores() -> int:
-    """The cores this process may run on (its affinity), else ``os.cpu_count()``."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
 
 
 def parse_workers(text: str) -> int | None:

@@ -334,7 +334,8 @@ def run_shortcut(config: ShortcutConfig, say: Callable[[str], None] = log.info) 
     for arch in config.archs:
         train_config = _train_config(config, arch, correlated_dir, cnn)
         if not train_config.finished:
-            taught = f", distilled from {cnn.name}" if train_config.teacher else ""
+            teacher = train_config.teacher
+            taught = f", distilled from {teacher.name}" if teacher else ""
             say(f"{arch}: training {config.epochs} epochs at {config.size} px{taught}")
             train(train_config)
         if cnn is None and not arch.startswith("vit"):

@@ -85,7 +85,7 @@ def _workers(text: str) -> int | None:
 
 
 def _cores() -> int:
-    from handlers.placement import cpu_cores
+    from ptxplain.machine import cpu_cores
 
     return cpu_cores()
 

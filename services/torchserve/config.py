@@ -25,7 +25,6 @@ The JVM options (heap, flags, log config) are also rendered as ``vmargs``, which
 from __future__ import annotations
 
 import dataclasses
-import os
 import re
 import socket
 import string
@@ -35,6 +34,7 @@ from pathlib import Path
 from typing import Literal
 
 from ptxplain.errors import ConfigError
+from ptxplain.machine import cpu_cores
 
 __all__ = [
     "DEFAULT_MAX_REQUEST_SIZE",
@@ -108,13 +108,6 @@ class Ports:
             return dataclasses.replace(self, **chosen)
 
 
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1
-
-
 def _check_positive(**values: float) -> None:
     for name, value in values.items():
         if not 0 < value <= _JAVA_INT_MAX:
@@ -157,7 +150,7 @@ class TorchServeConfig:
     netty_client_threads: int | None = None
     log_config: Path = LOG_CONFIG
     # The cores the server runs on: what the defaults above are derived from.
-    cores: int = dataclasses.field(default_factory=_cpu_count)
+    cores: int = dataclasses.field(default_factory=cpu_cores)
     python: Path = dataclasses.field(default_factory=lambda: Path(sys.executable))
     pythonpath: tuple[Path, ...] = (_REPO_ROOT,)
 
