@@ -132,7 +132,7 @@ QUICK = Profile(
         _quick("resnet18", epochs=12, lr=1e-3),
         _quick("resnet34", epochs=12, lr=1e-3),
         # From scratch it learns too slowly here (val AUROC 0.63 in 20 epochs); distilled from the
-        # ResNet-18 above, mostly from its soft labels, it reaches 0.82 (docs/train.md).
+        # ResNet-18 above, mostly from its soft labels, it reaches 0.84 (docs/train.md).
         _quick(
             "resnet50",
             epochs=20,
