@@ -7,6 +7,7 @@ import csv
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -187,19 +188,23 @@ def test_bad_inputs(data: Path, tmp_path: Path) -> None:
         evaluate(EvaluateConfig(data=data, out=tmp_path / "b", progress=False), None)
 
 
+def _fake_config(data: Path, out: Path, **settings: Any) -> EvaluateConfig:
+    """A run against the fake client: 20 bootstrap resamples, no bars, no load test."""
+    values: dict[str, Any] = dict(
+        data=data, out=out, gateway="fake", n_boot=20, progress=False, loadtest_dir=None
+    )
+    return EvaluateConfig(**(values | settings))
+
+
 def test_robustness_block(data: Path, tmp_path: Path) -> None:
     from ptxplain.models.registry import get_spec
     from ptxplain.models.weights import save_weights
 
     torch.manual_seed(0)
     weights = save_weights(get_spec("resnet18").build(), tmp_path / "resnet18.safetensors")
-    config = EvaluateConfig(
-        data=data,
-        out=tmp_path / "run",
-        gateway="fake",
-        n_boot=20,
-        progress=False,
-        loadtest_dir=None,
+    config = _fake_config(
+        data,
+        tmp_path / "run",
         robustness_images=2,
         sanity_weights=(("resnet18", weights),),
         sanity_images=1,
@@ -295,14 +300,7 @@ def test_images_a_model_was_trained_on_stop_the_run_unless_allowed(
     client = FakeCatalogClient(
         records, seen={"resnet50": seen}, digests={"resnet50": 40, "vgg16": 9}
     )
-    config = EvaluateConfig(
-        data=data,
-        out=tmp_path / "run",
-        gateway="fake",
-        n_boot=20,
-        progress=False,
-        loadtest_dir=None,
-    )
+    config = _fake_config(data, tmp_path / "run")
     with pytest.raises(
         SeenInTrainingError, match=r"^resnet50: was trained on 3 of its 16"
     ) as caught:
