@@ -33,12 +33,10 @@ import time
 from collections.abc import Mapping, Sequence
 
 from ptxplain.errors import ConfigError
-from ptxplain.machine import cpu_cores
 
 __all__ = [
     "DEFAULT_SPARE",
     "Placement",
-    "cpu_cores",
     "measure_cost_ms",
     "measure_costs",
     "parse_workers",

@@ -28,11 +28,12 @@ from handlers.archive import (
     build_archive,
     read_archive_meta,
 )
-from handlers.placement import cpu_cores, measure_costs, plan_lines, plan_workers
+from handlers.placement import measure_costs, plan_lines, plan_workers
 from harness.phantom.generate import PhantomConfig, generate_phantom
 from harness.train.profiles import Profile
 from harness.train.provenance import DataProvenance
 from ptxplain.errors import ConfigError, InvalidOptionError
+from ptxplain.machine import cpu_cores
 from ptxplain.models.meta import META_FILENAME, ModelMeta
 
 __all__ = [
