@@ -81,6 +81,11 @@ class ServingOptions:
     max_pixels: int | None = None
     # The forward pass in bfloat16 / float16 (the engine's autocast); None = float32.
     autocast: str | None = None
+    # Handler settings left to the handler's defaults when None (handlers/torchserve_handler.py):
+    # MiB of decodes shared with the host's other workers (0 = off), and the scheduler time slice
+    # the worker asks for in ms (0 = the kernel's).
+    decode_cache_mb: int | None = None
+    cpu_slice_ms: int | None = None
 
     def __post_init__(self) -> None:
         counts = {
@@ -98,6 +103,14 @@ class ServingOptions:
             raise ConfigError(f"max_batch_delay_ms must be >= 1, got {self.max_batch_delay_ms}")
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        for name in ("decode_cache_mb", "cpu_slice_ms"):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(
+                    f"archive option {name} must be at least 0 (0 = off), got {value}"
+                )
+        if self.cpu_slice_ms is not None and self.cpu_slice_ms > 100:
+            raise ConfigError(f"cpu_slice_ms is at most 100 (Linux's cap), got {self.cpu_slice_ms}")
         if self.autocast not in (None, "bfloat16", "float16"):
             raise ConfigError(f"autocast must be bfloat16 or float16, got {self.autocast!r}")
 
@@ -109,6 +122,10 @@ class ServingOptions:
             section["max_bytes"] = self.max_bytes
         if self.max_pixels is not None:
             section["max_pixels"] = self.max_pixels
+        if self.decode_cache_mb is not None:
+            section["decode_cache_mb"] = self.decode_cache_mb
+        if self.cpu_slice_ms is not None:
+            section["cpu_slice_ms"] = self.cpu_slice_ms
         device = {} if self.device == "auto" else {"deviceType": self.device}
         return {
             "minWorkers": self.workers,

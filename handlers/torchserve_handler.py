@@ -50,7 +50,7 @@ from ptxplain.explain.maps import scaled_map
 from ptxplain.explain.methods import METHODS, get_method
 from ptxplain.explain.options import DATA_KEYS, RequestOptions, parse_options
 from ptxplain.explain.result_codec import encode_map, error_status, ok_status
-from ptxplain.imaging.decode import DecodeLimits, decode_image
+from ptxplain.imaging.decode import DecodeLimits
 from ptxplain.imaging.digest import (
     DIGESTS_FILENAME,
     SeenDigests,
@@ -59,6 +59,8 @@ from ptxplain.imaging.digest import (
     read_digests,
 )
 from ptxplain.imaging.preprocess import Geometry, geometry_to_proto, letterbox, to_model_input
+from ptxplain.imaging.shared_decode import SharedDecoder, default_dir
+from ptxplain.machine import DEFAULT_SHARED_DECODE_MB, DEFAULT_SLICE_MS, cpu_slice
 from ptxplain.models.meta import META_FILENAME, ModelMeta
 from ptxplain.models.registry import model_stats
 from ptxplain.models.weights import build_with_weights
@@ -80,6 +82,10 @@ class HandlerConfig:
     max_map_side: int = 1024
     # The engine's autocast (bfloat16 / float16), None = float32.
     autocast: str | None = None
+    # Decodes shared with the host's other workers (ptxplain/imaging/shared_decode.py), MiB; 0 = off.
+    decode_cache_mb: int = DEFAULT_SHARED_DECODE_MB
+    # The scheduler time slice asked for this worker (ptxplain/machine.py), ms; 0 = the kernel's.
+    cpu_slice_ms: int = DEFAULT_SLICE_MS
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | None) -> HandlerConfig:
@@ -89,10 +95,23 @@ class HandlerConfig:
             raise ConfigError(f"unknown handler setting(s): {', '.join(sorted(unknown))}")
         autocast = raw.pop("autocast", None)
         cfg = cls(**{k: int(v) for k, v in raw.items()}, autocast=autocast)
-        counts = [v for v in dataclasses.astuple(cfg) if isinstance(v, int)]
-        if min(counts) < 1:
-            raise ConfigError(f"handler settings must be positive: {cfg}")
+        counts = {
+            f.name: getattr(cfg, f.name)
+            for f in dataclasses.fields(cfg)
+            if isinstance(getattr(cfg, f.name), int)
+        }
+        for name, value in counts.items():
+            if value < (0 if name in _MAY_BE_ZERO else 1):
+                at_least = "0 (0 = off)" if name in _MAY_BE_ZERO else "1"
+                raise ConfigError(
+                    f"handler setting {name} must be at least {at_least}, got {value}"
+                )
+        if cfg.cpu_slice_ms > 100:
+            raise ConfigError(f"cpu_slice_ms is at most 100 (Linux's cap), got {cfg.cpu_slice_ms}")
         return cfg
+
+
+_MAY_BE_ZERO = frozenset({"decode_cache_mb", "cpu_slice_ms"})
 
 
 @dataclasses.dataclass
@@ -104,6 +123,7 @@ class _Item:
     geometry: Geometry | None = None
     error: PtxplainError | None = None
     decode_ms: float = 0.0
+    decode_shared: bool = False
     preprocess_ms: float = 0.0
     row: int = -1  # this item's row in the batch tensor
     seen_in_training: bool = False
@@ -150,11 +170,13 @@ class PtxplainHandler:
         yaml_config = getattr(context, "model_yaml_config", None) or {}
         self.config = HandlerConfig.from_mapping(yaml_config.get("ptxplain"))
         torch.set_num_threads(self.config.torch_threads)
+        slice_ms = cpu_slice(self.config.cpu_slice_ms) if self.config.cpu_slice_ms else None
         self.meta = ModelMeta.read(model_dir / META_FILENAME)
         self.seen = _load_digests(model_dir, self.meta)
         self.model_name = str(context.model_name)
-        self.limits = DecodeLimits(
-            max_bytes=self.config.max_bytes, max_pixels=self.config.max_pixels
+        limits = DecodeLimits(max_bytes=self.config.max_bytes, max_pixels=self.config.max_pixels)
+        self.decoder = SharedDecoder(
+            default_dir(), limits, max_bytes=self.config.decode_cache_mb * 1024 * 1024
         )
         spec = self.meta.spec
         weights = model_dir / context.manifest["model"]["serializedFile"]
@@ -163,7 +185,8 @@ class PtxplainHandler:
         self.engine = ExplanationEngine(model.to(device), spec, autocast=self.config.autocast)
         self.initialized = True
         log.info(
-            "loaded %s (%s, %dpx, %s, %d training digests) on %s with %d torch threads",
+            "loaded %s (%s, %dpx, %s, %d training digests) on %s with %d torch threads; "
+            "decodes shared: %s; time slice: %s",
             self.model_name,
             spec.name,
             self.meta.input_size,
@@ -171,6 +194,10 @@ class PtxplainHandler:
             len(self.seen),
             self.engine.device,
             self.config.torch_threads,
+            f"{self.decoder.root} (up to {self.decoder.max_bytes >> 20} MiB)"
+            if self.decoder.enabled
+            else "no",
+            f"{slice_ms:g} ms" if slice_ms else "the kernel's",
         )
 
     # -- stages -------------------------------------------------------------------------------
@@ -214,7 +241,7 @@ class PtxplainHandler:
                 method_name=_method_name,
             )
             started = time.perf_counter()
-            decoded = decode_image(_payload(row), limits=self.limits)
+            decoded, item.decode_shared = self.decoder.decode(_payload(row))
             item.decode_ms = _ms(started)
             started = time.perf_counter()
             if self.seen:
@@ -285,6 +312,7 @@ class PtxplainHandler:
         result.timings.CopyFrom(
             pb.Timings(
                 decode_ms=item.decode_ms,
+                decode_shared=item.decode_shared,
                 preprocess_ms=item.preprocess_ms,
                 forward_cam_ms=forward_ms if item.error is None else 0.0,
                 encode_ms=_ms(started),

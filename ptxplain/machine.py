@@ -1,10 +1,29 @@
-"""What this machine offers the process (torch-free, so every door can ask)."""
+"""What this machine offers the process (torch-free, so every door can ask).
+
+``cpu_slice`` asks the Linux scheduler for a longer time slice for this process's threads. Since
+Linux 6.12 the fair scheduler (EEVDF) takes a per-task slice from ``sched_setattr``'s
+``sched_runtime`` (0.1-100 ms; the default is about 3 ms). Model workers are CPU-bound: when more
+of them are runnable than there are cores, the short default slice switches between models every
+few milliseconds and each switch evicts the caches the previous model's weights were in. On this
+project's 2-core machine that made six single-thread workers' engines 5-15 % slower per image
+than each alone; with a 20 ms slice they ran as fast as alone (docs/engine.md). Python's ``os``
+module exposes ``sched_setscheduler`` but not ``sched_setattr``, hence the system call by hand.
+"""
 
 from __future__ import annotations
 
+import ctypes
 import os
+import platform
 
-__all__ = ["cpu_cores"]
+__all__ = ["DEFAULT_SHARED_DECODE_MB", "DEFAULT_SLICE_MS", "cpu_cores", "cpu_slice"]
+
+DEFAULT_SLICE_MS = 20  # what model workers ask for unless configured
+# The host memory (MiB) model workers share decoded images in by default
+# (ptxplain/imaging/shared_decode.py; here so the CLI can show it without numpy).
+DEFAULT_SHARED_DECODE_MB = 256
+# (sched_setattr, sched_getattr) system call numbers.
+_SCHED_ATTR_CALLS = {"x86_64": (314, 315), "aarch64": (274, 275)}
 
 
 def cpu_cores() -> int:
@@ -13,3 +32,58 @@ def cpu_cores() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+class _SchedAttr(ctypes.Structure):
+    """``struct sched_attr`` (include/uapi/linux/sched/types.h), version 1 (56 bytes)."""
+
+    _fields_ = [
+        ("size", ctypes.c_uint32),
+        ("sched_policy", ctypes.c_uint32),
+        ("sched_flags", ctypes.c_uint64),
+        ("sched_nice", ctypes.c_int32),
+        ("sched_priority", ctypes.c_uint32),
+        ("sched_runtime", ctypes.c_uint64),
+        ("sched_deadline", ctypes.c_uint64),
+        ("sched_period", ctypes.c_uint64),
+        ("sched_util_min", ctypes.c_uint32),
+        ("sched_util_max", ctypes.c_uint32),
+    ]
+
+
+def _thread_ids() -> list[int]:
+    try:
+        return [int(tid) for tid in os.listdir("/proc/self/task")]
+    except OSError:
+        return [0]  # 0 = the calling thread
+
+
+def cpu_slice(ms: float) -> float | None:
+    """Ask for a ``ms`` time slice for every thread of this process (normal policy, nice kept).
+
+    Returns the slice the kernel then reports for the calling thread, in ms, or None where the
+    kernel does not keep a per-task slice (not Linux, Linux before 6.12, another architecture, or
+    the call refused, e.g. by a seccomp profile). Never raises: a slice is a tuning, not a need.
+    """
+    calls = _SCHED_ATTR_CALLS.get(platform.machine())
+    if calls is None or not hasattr(os, "sched_getaffinity"):
+        return None
+    set_call, get_call = calls
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        for tid in _thread_ids():
+            attr = _SchedAttr(size=ctypes.sizeof(_SchedAttr))
+            if libc.syscall(get_call, tid, ctypes.byref(attr), ctypes.sizeof(attr), 0) != 0:
+                continue  # a thread that ended meanwhile
+            if attr.sched_policy not in (os.SCHED_OTHER, os.SCHED_BATCH):
+                continue  # real-time or idle threads keep what they have
+            attr.size = ctypes.sizeof(_SchedAttr)
+            attr.sched_flags = 0
+            attr.sched_runtime = round(ms * 1e6)
+            libc.syscall(set_call, tid, ctypes.byref(attr), 0)
+        got = _SchedAttr(size=ctypes.sizeof(_SchedAttr))
+        if libc.syscall(get_call, 0, ctypes.byref(got), ctypes.sizeof(got), 0) != 0:
+            return None
+    except (OSError, AttributeError):
+        return None
+    return got.sched_runtime / 1e6 if got.sched_runtime else None

@@ -4,11 +4,17 @@
 * ``torchserve``: ONE real TorchServe per session serving a small random-init model per
   architecture family (input size 64, 1 worker, 1 torch thread, batches of up to 4 within
   50 ms), built into a temporary model store. Only tests that ask for it start it.
+* workers (in-process handlers and TorchServe's alike) share decoded images in a folder of this
+  session's own, not the machine's (``$PTXPLAIN_DECODE_CACHE_DIR``).
 """
 
 from __future__ import annotations
 
+import atexit
 import dataclasses
+import os
+import shutil
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,9 +23,12 @@ import pytest
 import torch
 
 from handlers.archive import BuiltArchive, ServingOptions, WeightsSource, build_archive
+from ptxplain.imaging.shared_decode import ENV_DIR
 from services.torchserve import Ports, TorchServeConfig, TorchServeProcess, group_members
 
 torch.set_num_threads(1)
+os.environ[ENV_DIR] = tempfile.mkdtemp(prefix="ptxplain-test-decodes-")
+atexit.register(shutil.rmtree, os.environ[ENV_DIR], ignore_errors=True)
 
 LIVE_ARCHS = ("resnet18", "vgg16_bn", "vit_s16", "densenet121", "efficientnet_b0")
 LIVE_INPUT_SIZE = 64

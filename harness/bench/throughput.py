@@ -2,9 +2,11 @@
 
 On the same images (phantom DICOMs), models, input size and torch threads:
 
-* reference   in-process: the same decoding, letterbox and engines the handler runs, per model,
-              batched as TorchServe batches (``--batch-size``), one process per core; the
-              limit is ``cores`` images/s divided by one image's cost summed over the models;
+* reference   in-process: the same decoding (once per image when the handlers share decodes,
+              else once per model), letterbox and engines the handler runs, batched as
+              TorchServe batches (``--batch-size``), in one process; the limit is ``cores``
+              images/s divided by one image's cost summed over the models (two such
+              processes on this 2-core machine each ran within 1-2 % of one alone);
 * plan        workers per model from the reference's per-image costs and ``cores``
               (handlers/placement.py; ``workers`` = a count forces that many for every model,
               1 for one each; on a GPU one each);
@@ -18,7 +20,8 @@ On the same images (phantom DICOMs), models, input size and torch threads:
               transport, decode, preprocess, forward + CAM, encode, client <-> gateway).
 
 Ratios are printed side by side: saturated images/s over the reference, and the concurrency-1
-p50 over one image's in-process time.
+p50 over one image's in-process time. The reference is measured before and again after the stack
+(the machine's speed drifts by a few per cent over minutes) and the ratios use the mean.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import itertools
 import os
 import statistics
 import tempfile
@@ -37,6 +41,7 @@ from typing import Any
 
 from handlers.placement import plan_lines, plan_workers
 from harness.bench.engine import timed_ms as _timed
+from ptxplain.machine import DEFAULT_SHARED_DECODE_MB, DEFAULT_SLICE_MS
 
 __all__ = ["ThroughputSettings", "report_lines", "run_throughput_bench"]
 
@@ -60,15 +65,43 @@ class ThroughputSettings:
     device: str = "cpu"  # or "gpu": archives with deviceType gpu, the reference on CUDA
     # Workers per model: None = planned from the reference's costs (handlers/placement.py).
     workers: int | None = None
+    # The handler's decode sharing (MiB, 0 = each model decodes; the reference then decodes
+    # per model too) and the time slice its workers ask for (ms, 0 = the kernel's).
+    decode_cache_mb: int = DEFAULT_SHARED_DECODE_MB
+    cpu_slice_ms: int = DEFAULT_SLICE_MS
+
+
+# Every request the stack gets is another image, as in real use: each phantom DICOM carries this
+# Study Description, and each request's copy has its own number in it (same length, so the file
+# stays valid). Without it, the workers' shared decodes would serve the bench's few images from
+# memory after their first round and the stack would skip work the reference counts.
+_STAMP = b"ptxplain-bench-000000000000"
 
 
 def _phantom_images(settings: ThroughputSettings, root: Path) -> list[bytes]:
+    import io
+
+    import pydicom
+
     from harness.phantom.generate import PhantomConfig, generate_phantom
 
     config = PhantomConfig(n=settings.images, seed=0, size=settings.image_size)
     generate_phantom(config, root / "phantom")
     paths = sorted((root / "phantom").rglob("*.dcm"))[: settings.images]
-    return [p.read_bytes() for p in paths]
+    images = []
+    for path in paths:
+        ds = pydicom.dcmread(path)
+        ds.StudyDescription = _STAMP.decode()
+        buffer = io.BytesIO()
+        ds.save_as(buffer, enforce_file_format=True)
+        images.append(buffer.getvalue())
+    return images
+
+
+def _stamped(image: bytes, number: int) -> bytes:
+    """``image`` with ``number`` in its Study Description: another file, the same pixels."""
+    at = image.index(_STAMP) + len(_STAMP) - 12
+    return image[:at] + b"%012d" % (number % 10**12) + image[at + 12 :]
 
 
 def _ms(started: float) -> float:
@@ -76,8 +109,9 @@ def _ms(started: float) -> float:
 
 
 def _reference(settings: ThroughputSettings, images: list[bytes]) -> dict[str, Any]:
-    """One image's in-process cost per model: decode + preprocess once per model (as each
-    model's handler does), forward + CAM at batch 1 and per image at ``batch_size``."""
+    """One image's in-process cost: its decode (once per image when the handler shares decodes,
+    else once per model, as the handlers then do), each model's letterbox + normalization, and
+    forward + CAM at batch 1 and per image at ``batch_size``."""
     import torch
 
     from ptxplain.explain.engine import ExplanationEngine
@@ -87,17 +121,23 @@ def _reference(settings: ThroughputSettings, images: list[bytes]) -> dict[str, A
 
     torch.set_num_threads(settings.threads)
     where = torch.device("cuda" if settings.device == "gpu" else "cpu")
+    decoded = [decode_image(data, limits=DecodeLimits()).pixels for data in images]  # warm-up
+    started = time.perf_counter()
+    decoded = [decode_image(data, limits=DecodeLimits()).pixels for data in images]
+    decode_ms = _ms(started) / len(images)
+    decodes = 1 if settings.decode_cache_mb else len(settings.models)
     per_model: dict[str, dict[str, float]] = {}
     for name in settings.models:
         spec = get_spec(name)
         engine = ExplanationEngine(spec.build(settings.size).to(where), spec)
         started = time.perf_counter()
         tensors = []
-        for data in images:
-            pixels = decode_image(data, limits=DecodeLimits()).pixels
+        for pixels in decoded:
             canvas, _ = letterbox(pixels, settings.size)
             tensors.append(to_model_input(canvas, spec.mean, spec.std))
         prepare_ms = _ms(started) / len(images)
+        if not settings.decode_cache_mb:
+            prepare_ms += decode_ms
         batch = torch.stack((tensors * settings.batch_size)[: settings.batch_size]).to(where)
         engine.explain(batch[:1])  # warm-up
         engine.explain(batch)
@@ -105,15 +145,34 @@ def _reference(settings: ThroughputSettings, images: list[bytes]) -> dict[str, A
         full = functools.partial(engine.explain, batch)
         many = min(_timed(full, where) for _ in range(3)) / len(batch)
         per_model[name] = {"prepare_ms": prepare_ms, "batch1_ms": one, "batched_ms": many}
-    image_ms = sum(m["prepare_ms"] + m["batch1_ms"] for m in per_model.values())
-    batched_ms = sum(m["prepare_ms"] + m["batched_ms"] for m in per_model.values())
+    shared = decode_ms if settings.decode_cache_mb else 0.0
+    image_ms = shared + sum(m["prepare_ms"] + m["batch1_ms"] for m in per_model.values())
+    batched_ms = shared + sum(m["prepare_ms"] + m["batched_ms"] for m in per_model.values())
     return {
         "per_model": per_model,
+        "decode_ms": decode_ms,
+        "decodes_per_image": decodes,
         "image_ms_batch1": image_ms,
         "image_ms_batched": batched_ms,
         "limit_per_s_batch1": settings.cores * 1000.0 / image_ms,
         "limit_per_s_batched": settings.cores * 1000.0 / batched_ms,
     }
+
+
+def _mean_reference(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The two measurements' means (limits from the mean costs), and each one's batched cost."""
+
+    def mean(a: Any, b: Any) -> Any:
+        if isinstance(a, dict):
+            return {k: mean(a[k], b[k]) for k in a}
+        return (a + b) / 2 if isinstance(a, float) else a
+
+    combined = mean(before, after)
+    cores = before["limit_per_s_batched"] * before["image_ms_batched"] / 1000.0
+    combined["limit_per_s_batch1"] = cores * 1000.0 / combined["image_ms_batch1"]
+    combined["limit_per_s_batched"] = cores * 1000.0 / combined["image_ms_batched"]
+    combined["batched_ms_before_after"] = [before["image_ms_batched"], after["image_ms_batched"]]
+    return combined
 
 
 def _plan(settings: ThroughputSettings, reference: dict[str, Any]) -> dict[str, Any]:
@@ -145,6 +204,8 @@ def _start_stack(
         max_batch_delay_ms=settings.max_batch_delay_ms,
         torch_threads=settings.threads,
         device="gpu" if settings.device == "gpu" else "cpu",
+        decode_cache_mb=settings.decode_cache_mb,
+        cpu_slice_ms=settings.cpu_slice_ms,
     )
     for name in settings.models:
         weights = WeightsSource(input_size=settings.size)
@@ -210,10 +271,14 @@ class _Tally:
         default_factory=lambda: collections.defaultdict(list)
     )
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+    requests: int = 0
+    decodes: int = 0  # model answers whose worker decoded the image itself (not shared)
 
     def add(self, total_ms: float, results: Sequence[dict[str, Any]]) -> None:
         """A request counts (latency, throughput) only when every model answered OK."""
         with self.lock:
+            self.requests += 1
+            self.decodes += sum(1 for r in results if r["ok"] and not r["decode_shared"])
             if results and all(r["ok"] for r in results):
                 self.latencies_ms.append(total_ms)
             else:
@@ -252,6 +317,7 @@ def _grpc_result(item: Any) -> dict[str, Any]:
         "code": str(item.status.code),
         "batch_size": t.batch_size,
         "decode": t.decode_ms,
+        "decode_shared": t.decode_shared,
         "preprocess": t.preprocess_ms,
         "forward_cam": t.forward_cam_ms,
         "encode": t.encode_ms,
@@ -283,6 +349,7 @@ def _http_result(item: dict[str, Any]) -> dict[str, Any]:
         "code": str(status.get("code")),
         "batch_size": timings.get("batch_size", 0),
         "decode": timings.get("decode_ms", 0.0),
+        "decode_shared": bool(timings.get("decode_shared", False)),
         "preprocess": timings.get("preprocess_ms", 0.0),
         "forward_cam": timings.get("forward_cam_ms", 0.0),
         "encode": timings.get("encode_ms", 0.0),
@@ -297,18 +364,21 @@ def _level(
     clients: int,
     seconds: float,
 ) -> dict[str, Any]:
-    """A closed loop of ``clients`` threads for ``seconds``; each sends every image in turn."""
+    """A closed loop of ``clients`` threads for ``seconds``; each sends every image in turn, each
+    request a new file (:func:`_stamped`)."""
     tally = _Tally()
     callers = [make_caller() for _ in range(clients)]
-    callers[0](images[0])  # warm-up (channels, first batch)
+    numbers = itertools.count(time.time_ns() // 1000)  # unique across levels and runs
+    callers[0](_stamped(images[0], next(numbers)))  # warm-up (channels, first batch)
     stop = time.perf_counter() + seconds
 
     def loop(index: int) -> None:
         call, turn = callers[index], index
         while time.perf_counter() < stop:
+            image = _stamped(images[turn % len(images)], next(numbers))
             started = time.perf_counter()
             try:
-                results = call(images[turn % len(images)])
+                results = call(image)
             except Exception as exc:  # a failed call is counted, never fatal to the bench
                 with tally.lock:
                     tally.failures[type(exc).__name__] += 1
@@ -342,6 +412,7 @@ def _summary(tally: _Tally, elapsed_s: float) -> dict[str, Any]:
         "p99_ms": _quantile(lat, 0.99),
         "failures": dict(tally.failures),
         "batch_sizes": dict(sorted(tally.batch_sizes.items())),
+        "decodes_per_request": tally.decodes / max(tally.requests, 1),
         "stages_ms": {k: statistics.median(v) for k, v in tally.stages.items() if v},
     }
 
@@ -381,9 +452,13 @@ def run_throughput_bench(settings: ThroughputSettings, say: Say = print) -> dict
             gateway.terminate()
             gateway.wait(30)
             torchserve.stop()
+        # Again after the stack, on a machine whose speed drifts by several per cent over minutes:
+        # the ratios use the mean of the two.
+        after = _reference(settings, images)
+        say(f"in-process again after the stack: {after['image_ms_batched']:.0f} ms batched")
     return {
         "settings": dataclasses.asdict(settings),
-        "reference": reference,
+        "reference": _mean_reference(reference, after),
         "plan": plan,
         "stack": levels,
     }
@@ -396,7 +471,23 @@ def report_lines(figures: dict[str, Any]) -> list[str]:
         f"{len(s['models'])} models ({', '.join(s['models'])}) at {s['size']} px, "
         f"{s['threads']} torch thread(s) each, batchSize {s['batch_size']} / maxBatchDelay "
         f"{s['max_batch_delay_ms']} ms, {s['cores']} cores, {s['image_size']} px phantom DICOMs",
-        f"in-process reference: {ref['image_ms_batch1']:.0f} ms/image at batch 1 "
+        f"decoding: {ref['decode_ms']:.1f} ms per decode, "
+        + (
+            "once per request (decodes shared between workers)"
+            if s["decode_cache_mb"]
+            else "once per model (decode sharing off)"
+        )
+        + "; worker time slice: "
+        + (f"{s['cpu_slice_ms']} ms" if s["cpu_slice_ms"] else "the kernel's"),
+        "in-process reference"
+        + (
+            " (mean of before and after the stack: {:.0f} / {:.0f} ms batched)".format(
+                *ref["batched_ms_before_after"]
+            )
+            if "batched_ms_before_after" in ref
+            else ""
+        )
+        + f": {ref['image_ms_batch1']:.0f} ms/image at batch 1 "
         f"(limit {ref['limit_per_s_batch1']:.2f}/s), {ref['image_ms_batched']:.0f} ms/image "
         f"batched (limit {ref['limit_per_s_batched']:.2f}/s)",
         *figures.get("plan", {}).get("lines", []),
@@ -427,4 +518,9 @@ def report_lines(figures: dict[str, Any]) -> list[str]:
         )
         stages = ", ".join(f"{k} {v:.1f}" for k, v in best["stages_ms"].items())
         lines.append(f"{'':5} median ms per stage at saturation: {stages}")
+        if "decodes_per_request" in best:
+            lines.append(
+                f"{'':5} decodes per request at saturation: {best['decodes_per_request']:.2f} "
+                f"(of {len(s['models'])} models; the others read a shared decode)"
+            )
     return lines

@@ -16,6 +16,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ptxplain.machine import DEFAULT_SHARED_DECODE_MB, DEFAULT_SLICE_MS
+
 NAME = "archive"
 HELP = "build TorchServe model archives (.mar)"
 
@@ -57,6 +59,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     serving.add_argument("--max-bytes", type=int, help="handler's byte cap (default: handler's)")
     serving.add_argument("--max-pixels", type=int, help="handler's pixel cap (default: handler's)")
+    serving.add_argument(
+        "--decode-cache-mb",
+        type=int,
+        help="MiB of decoded images shared with the host's other workers, so one request is "
+        f"decoded once for all models; 0 = each model decodes (default: the handler's, "
+        f"{DEFAULT_SHARED_DECODE_MB})",
+    )
+    serving.add_argument(
+        "--cpu-slice-ms",
+        type=int,
+        help="scheduler time slice the worker asks for (Linux 6.12+, 1-100); 0 = the kernel's "
+        f"(default: the handler's, {DEFAULT_SLICE_MS})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
         device=args.device,
         max_bytes=args.max_bytes,
         max_pixels=args.max_pixels,
+        decode_cache_mb=args.decode_cache_mb,
+        cpu_slice_ms=args.cpu_slice_ms,
     )
     if args.all:
         if args.checkpoint or args.name or args.input_size:

@@ -20,6 +20,8 @@ import os
 import sys
 from pathlib import Path
 
+from ptxplain.machine import DEFAULT_SHARED_DECODE_MB, DEFAULT_SLICE_MS
+
 NAME = "bench"
 HELP = "benchmark the engine against a plain forward and stock grad-cam"
 
@@ -69,6 +71,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=_cores(),
         help="cores the limit counts and the plan and the frontend are sized for "
         "(default: this machine's, %(default)s)",
+    )
+    live.add_argument(
+        "--decode-cache-mb",
+        type=int,
+        default=DEFAULT_SHARED_DECODE_MB,
+        help="MiB of decoded images the workers share (one decode per request); 0 = each model "
+        "decodes, and the reference decodes per model too (default: %(default)s)",
+    )
+    live.add_argument(
+        "--cpu-slice-ms",
+        type=int,
+        default=DEFAULT_SLICE_MS,
+        help="scheduler time slice each worker asks for (Linux 6.12+); 0 = the kernel's "
+        "(default: %(default)s)",
     )
     live.add_argument(
         "--batch-size",
@@ -185,6 +201,8 @@ def _throughput(args: argparse.Namespace) -> int:
         transports=tuple(t.strip() for t in args.transports.split(",") if t.strip()),
         cores=args.cores,
         workers=args.workers,
+        decode_cache_mb=args.decode_cache_mb,
+        cpu_slice_ms=args.cpu_slice_ms,
     )
     figures = run_throughput_bench(settings, say=_say)
     return _emit(report_lines(figures), figures, args.json_out)

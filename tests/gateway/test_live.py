@@ -113,6 +113,21 @@ def test_every_ready_model_answers_over_grpc(stack: LiveStack) -> None:
     assert response.request_id == request_id
 
 
+def test_one_request_is_decoded_once_for_every_model(stack: LiveStack) -> None:
+    """Five workers (five processes) get the same image; one decodes it, four read its decode,
+    and every answer is the one a worker decoding alone gives (decode_cache_mb 0 is tested
+    against in-process in tests/handlers)."""
+    image = png_bytes(150, 110, seed=int(time.time_ns() % 2**31))  # never seen before
+    response, _ = stack.client.explain(image)
+    assert set(codes(response).values()) == {"OK"} and len(response.results) == 5
+    shared = sorted(item.result.timings.decode_shared for item in response.results)
+    assert shared == [False, True, True, True, True]
+    again, _ = stack.client.explain(image)
+    assert all(item.result.timings.decode_shared for item in again.results)
+    for first, second in zip(response.results, again.results, strict=True):
+        assert first.result.logits == second.result.logits
+
+
 def test_stream_and_http_give_the_same_models(stack: LiveStack) -> None:
     image = make_dicom(np.linspace(0, 4000, 96 * 80, dtype=np.uint16).reshape(96, 80))
     streamed = {r.model: r for r in stack.client.stream(image, ["resnet18", "vit_s16"])}

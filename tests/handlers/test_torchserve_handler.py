@@ -17,9 +17,10 @@ import torch
 from PIL import Image
 from ts.context import Context, RequestProcessor
 
-from handlers.torchserve_handler import CONTENT_TYPE, PtxplainHandler
-from ptxplain.errors import Code
+from handlers.torchserve_handler import CONTENT_TYPE, HandlerConfig, PtxplainHandler
+from ptxplain.errors import Code, ConfigError
 from ptxplain.explain.result_codec import decode_map
+from ptxplain.imaging.shared_decode import ENV_DIR
 from ptxplain.models.meta import META_FILENAME, ModelMeta
 from ptxplain.models.registry import get_spec
 from ptxplain.models.weights import save_weights
@@ -278,3 +279,49 @@ def test_no_digest_file_checks_nothing_and_a_wrong_one_stops_loading(
     write_digests(tmp_path / DIGESTS_FILENAME, [_digest_of(png_bytes())], [])
     with pytest.raises(WeightsError, match=r"train-digests\.bin is not the digest file"):
         PtxplainHandler().initialize(make_context(tmp_path, 1))
+
+
+@pytest.mark.parametrize(
+    ("settings", "problem"),
+    [
+        ({"decode_cache_mb": -1}, "decode_cache_mb must be at least 0"),
+        ({"cpu_slice_ms": -5}, "cpu_slice_ms must be at least 0"),
+        ({"cpu_slice_ms": 101}, "at most 100"),
+        ({"torch_threads": 0}, "torch_threads must be at least 1"),
+        ({"decode_cache": 1}, "unknown handler setting"),
+    ],
+)
+def test_handler_settings_out_of_range_are_named(settings, problem) -> None:
+    with pytest.raises(ConfigError, match=problem):
+        HandlerConfig.from_mapping(settings)
+
+
+def test_zero_turns_sharing_and_the_slice_off() -> None:
+    config = HandlerConfig.from_mapping({"decode_cache_mb": 0, "cpu_slice_ms": 0})
+    assert (config.decode_cache_mb, config.cpu_slice_ms) == (0, 0)
+    assert (HandlerConfig().decode_cache_mb, HandlerConfig().cpu_slice_ms) == (256, 20)
+
+
+def test_two_models_on_one_host_decode_an_image_once(model_dir, tmp_path, monkeypatch) -> None:
+    """Two handlers (two workers) share a folder: the second reads the first's decode and
+    answers exactly as a handler that decodes alone."""
+    monkeypatch.setenv(ENV_DIR, str(tmp_path / "shared"))
+    first, second, alone = PtxplainHandler(), PtxplainHandler(), PtxplainHandler()
+    first.initialize(make_context(model_dir, 1))
+    second.initialize(make_context(model_dir, 1))
+    alone.initialize(make_context(model_dir, 1, decode_cache_mb=0))
+    assert first.decoder.enabled and not alone.decoder.enabled
+    image = make_dicom(np.random.default_rng(7).integers(0, 4095, (90, 70), dtype=np.uint16))
+    rows = [{"data": image, "map_encoding": b"float32"}]
+    [(a, _)] = run(first, model_dir, rows)
+    [(b, _)] = run(second, model_dir, rows)
+    [(c, _)] = run(alone, model_dir, rows)
+    assert (a.timings.decode_shared, b.timings.decode_shared, c.timings.decode_shared) == (
+        False,
+        True,
+        False,
+    )
+    assert second.decoder.decodes == 0 and alone.decoder.decodes == 1
+    for result in (a, b):
+        assert list(result.logits) == list(c.logits)
+        np.testing.assert_array_equal(decode_map(result.maps[0]), decode_map(c.maps[0]))

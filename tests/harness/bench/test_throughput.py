@@ -3,14 +3,20 @@ transports, two concurrency levels; the table carries both ratios."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 from harness.bench.throughput import (
     ThroughputSettings,
+    _mean_reference,
+    _phantom_images,
     _plan,
+    _stamped,
     report_lines,
     run_throughput_bench,
 )
+from ptxplain.imaging.decode import decode_image
+from ptxplain.imaging.types import DecodeLimits
 
 
 def _reference(**per_image_ms: float) -> dict:
@@ -33,10 +39,40 @@ def test_the_stack_is_planned_from_the_references_costs() -> None:
     assert one_each["lines"] == ["workers: 1 per model (--workers 1)"]
 
 
+def test_every_request_is_another_file_with_the_same_pixels(tmp_path) -> None:
+    settings = ThroughputSettings(models=("resnet18",), images=3, image_size=64)
+    images = _phantom_images(settings, tmp_path)
+    assert len(images) == 3
+    for image in images:
+        copies = [_stamped(image, n) for n in (0, 1, 10**12 + 7)]
+        assert len({*copies}) == 3 and {len(c) for c in copies} == {len(image)}
+        first, *others = (decode_image(c, limits=DecodeLimits()) for c in copies)
+        for other in others:
+            np.testing.assert_array_equal(first.pixels, other.pixels)
+
+
+def test_the_reference_is_the_mean_of_before_and_after() -> None:
+    def measured(ms: float) -> dict:
+        return {
+            "per_model": {"resnet18": {"prepare_ms": 1.0, "batch1_ms": 2 * ms, "batched_ms": ms}},
+            "decode_ms": 2.0,
+            "decodes_per_image": 1,
+            "image_ms_batch1": 3 + 2 * ms,
+            "image_ms_batched": 3 + ms,
+            "limit_per_s_batch1": 2000.0 / (3 + 2 * ms),
+            "limit_per_s_batched": 2000.0 / (3 + ms),
+        }
+
+    mean = _mean_reference(measured(7.0), measured(9.0))
+    assert mean["image_ms_batched"] == 11.0 and mean["per_model"]["resnet18"]["batched_ms"] == 8.0
+    assert mean["limit_per_s_batched"] == pytest.approx(2000.0 / 11.0)
+    assert mean["batched_ms_before_after"] == [10.0, 12.0] and mean["decodes_per_image"] == 1
+
+
 @pytest.mark.live
 def test_throughput_bench_measures_the_stack_beside_the_reference() -> None:
     settings = ThroughputSettings(
-        models=("resnet18",),
+        models=("resnet18", "efficientnet_b0"),
         size=32,
         batch_size=2,
         concurrency=(1, 2),
@@ -53,9 +89,13 @@ def test_throughput_bench_measures_the_stack_beside_the_reference() -> None:
         for level in levels.values():
             assert level["requests"] > 0 and not level["failures"], level
             assert set(level["batch_sizes"]) <= {1, 2}
+            # Each request a new file, decoded by one of the two workers and read by the other.
+            assert level["decodes_per_request"] == 1.0
             assert {"decode", "forward_cam", "gateway", "client <-> gateway"} <= set(
                 level["stages_ms"]
             )
     text = "\n".join(report_lines(figures))
     assert "saturated / batched limit" in text and "concurrency-1 p50" in text
     assert "workers planned for" in text and "resnet18" in figures["plan"]["workers"]
+    assert "decodes per request at saturation: 1.00" in text
+    assert "once per request (decodes shared between workers)" in text
