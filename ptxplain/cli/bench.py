@@ -73,6 +73,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: this machine's, %(default)s)",
     )
     live.add_argument(
+        "--image-size",
+        type=int,
+        default=256,
+        help="side of the phantom DICOMs sent, px (a SIIM-ACR radiograph is 1024) "
+        "(default: %(default)s)",
+    )
+    live.add_argument(
         "--decode-cache-mb",
         type=int,
         default=DEFAULT_SHARED_DECODE_MB,
@@ -203,6 +210,7 @@ def _throughput(args: argparse.Namespace) -> int:
         workers=args.workers,
         decode_cache_mb=args.decode_cache_mb,
         cpu_slice_ms=args.cpu_slice_ms,
+        image_size=args.image_size,
     )
     figures = run_throughput_bench(settings, say=_say)
     return _emit(report_lines(figures), figures, args.json_out)

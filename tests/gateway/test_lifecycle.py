@@ -164,3 +164,32 @@ def test_tls_serves_grpc_and_https(loop_thread: LoopThread, tmp_path: Path) -> N
     finally:
         loop_thread.run(running.stop(0))
         loop_thread.run(fake.stop())
+
+
+def test_http_connections_send_without_nagle(loop_thread: LoopThread) -> None:
+    """Every accepted HTTP connection has TCP_NODELAY: with Nagle on, each response on a
+    kept-alive connection held its body back until the client's delayed ACK (~40 ms)."""
+    fake = FakeTorchServe({"m": FakeModel()})
+    loop_thread.run(fake.start())
+    config = gateway_config({"b": (fake.target, ("m",))})
+    running = loop_thread.start_gateway(config, FakeMetadata())
+    assert running.http is not None
+    try:
+        with requests.Session() as session:
+            for _ in range(3):  # one kept-alive connection
+                assert session.get(f"http://127.0.0.1:{running.http_port}/healthz").ok
+
+            async def nodelay() -> list[int]:
+                connections = running.http._server.server_state.connections  # type: ignore[union-attr]
+                return [
+                    c.transport.get_extra_info("socket").getsockopt(
+                        socket.IPPROTO_TCP, socket.TCP_NODELAY
+                    )
+                    for c in connections
+                ]
+
+            flags = loop_thread.run(nodelay())
+        assert flags and all(flags), flags
+    finally:
+        loop_thread.run(running.stop(0))
+        loop_thread.run(fake.stop())
