@@ -86,6 +86,7 @@ class ServingOptions:
     # the worker asks for in ms (0 = the kernel's).
     decode_cache_mb: int | None = None
     cpu_slice_ms: int | None = None
+    keep_freed_mb: int | None = None  # MiB of freed memory a worker keeps (0 = the allocator's way)
 
     def __post_init__(self) -> None:
         counts = {
@@ -103,7 +104,7 @@ class ServingOptions:
             raise ConfigError(f"max_batch_delay_ms must be >= 1, got {self.max_batch_delay_ms}")
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
-        for name in ("decode_cache_mb", "cpu_slice_ms"):
+        for name in ("decode_cache_mb", "cpu_slice_ms", "keep_freed_mb"):
             value = getattr(self, name)
             if value is not None and value < 0:
                 raise ConfigError(
@@ -126,6 +127,8 @@ class ServingOptions:
             section["decode_cache_mb"] = self.decode_cache_mb
         if self.cpu_slice_ms is not None:
             section["cpu_slice_ms"] = self.cpu_slice_ms
+        if self.keep_freed_mb is not None:
+            section["keep_freed_mb"] = self.keep_freed_mb
         device = {} if self.device == "auto" else {"deviceType": self.device}
         return {
             "minWorkers": self.workers,

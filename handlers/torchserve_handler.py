@@ -60,7 +60,13 @@ from ptxplain.imaging.digest import (
 )
 from ptxplain.imaging.preprocess import Geometry, geometry_to_proto, letterbox, to_model_input
 from ptxplain.imaging.shared_decode import SharedDecoder, default_dir
-from ptxplain.machine import DEFAULT_SHARED_DECODE_MB, DEFAULT_SLICE_MS, cpu_slice
+from ptxplain.machine import (
+    DEFAULT_KEEP_FREED_MB,
+    DEFAULT_SHARED_DECODE_MB,
+    DEFAULT_SLICE_MS,
+    cpu_slice,
+    keep_freed_memory,
+)
 from ptxplain.models.meta import META_FILENAME, ModelMeta
 from ptxplain.models.registry import model_stats
 from ptxplain.models.weights import build_with_weights
@@ -86,6 +92,8 @@ class HandlerConfig:
     decode_cache_mb: int = DEFAULT_SHARED_DECODE_MB
     # The scheduler time slice asked for this worker (ptxplain/machine.py), ms; 0 = the kernel's.
     cpu_slice_ms: int = DEFAULT_SLICE_MS
+    # Freed memory the worker keeps for reuse (ptxplain/machine.py), MiB; 0 = the allocator's way.
+    keep_freed_mb: int = DEFAULT_KEEP_FREED_MB
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | None) -> HandlerConfig:
@@ -111,7 +119,7 @@ class HandlerConfig:
         return cfg
 
 
-_MAY_BE_ZERO = frozenset({"decode_cache_mb", "cpu_slice_ms"})
+_MAY_BE_ZERO = frozenset({"decode_cache_mb", "cpu_slice_ms", "keep_freed_mb"})
 
 
 @dataclasses.dataclass
@@ -171,6 +179,7 @@ class PtxplainHandler:
         self.config = HandlerConfig.from_mapping(yaml_config.get("ptxplain"))
         torch.set_num_threads(self.config.torch_threads)
         slice_ms = cpu_slice(self.config.cpu_slice_ms) if self.config.cpu_slice_ms else None
+        kept = keep_freed_memory(self.config.keep_freed_mb)
         self.meta = ModelMeta.read(model_dir / META_FILENAME)
         self.seen = _load_digests(model_dir, self.meta)
         self.model_name = str(context.model_name)
@@ -186,7 +195,7 @@ class PtxplainHandler:
         self.initialized = True
         log.info(
             "loaded %s (%s, %dpx, %s, %d training digests) on %s with %d torch threads; "
-            "decodes shared: %s; time slice: %s",
+            "decodes shared: %s; time slice: %s; freed memory kept: %s",
             self.model_name,
             spec.name,
             self.meta.input_size,
@@ -198,6 +207,7 @@ class PtxplainHandler:
             if self.decoder.enabled
             else "no",
             f"{slice_ms:g} ms" if slice_ms else "the kernel's",
+            f"up to {self.config.keep_freed_mb} MiB" if kept else "no",
         )
 
     # -- stages -------------------------------------------------------------------------------

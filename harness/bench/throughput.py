@@ -41,7 +41,12 @@ from typing import Any
 
 from handlers.placement import plan_lines, plan_workers
 from harness.bench.engine import timed_ms as _timed
-from ptxplain.machine import DEFAULT_SHARED_DECODE_MB, DEFAULT_SLICE_MS
+from ptxplain.machine import (
+    DEFAULT_KEEP_FREED_MB,
+    DEFAULT_SHARED_DECODE_MB,
+    DEFAULT_SLICE_MS,
+    keep_freed_memory,
+)
 
 __all__ = ["ThroughputSettings", "report_lines", "run_throughput_bench"]
 
@@ -69,6 +74,8 @@ class ThroughputSettings:
     # per model too) and the time slice its workers ask for (ms, 0 = the kernel's).
     decode_cache_mb: int = DEFAULT_SHARED_DECODE_MB
     cpu_slice_ms: int = DEFAULT_SLICE_MS
+    # Freed memory kept for reuse, MiB, by the workers and by this process for the reference.
+    keep_freed_mb: int = DEFAULT_KEEP_FREED_MB
 
 
 # Every request the stack gets is another image, as in real use: each phantom DICOM carries this
@@ -206,6 +213,7 @@ def _start_stack(
         device="gpu" if settings.device == "gpu" else "cpu",
         decode_cache_mb=settings.decode_cache_mb,
         cpu_slice_ms=settings.cpu_slice_ms,
+        keep_freed_mb=settings.keep_freed_mb,
     )
     for name in settings.models:
         weights = WeightsSource(input_size=settings.size)
@@ -419,6 +427,7 @@ def _summary(tally: _Tally, elapsed_s: float) -> dict[str, Any]:
 
 def run_throughput_bench(settings: ThroughputSettings, say: Say = print) -> dict[str, Any]:
     """Build, start, measure, stop; return every figure."""
+    keep_freed_memory(settings.keep_freed_mb)  # the reference's allocator as the workers'
     with tempfile.TemporaryDirectory(prefix="ptxplain-bench-throughput-") as tmp:
         root = Path(tmp)
         images = _phantom_images(settings, root)
@@ -478,7 +487,9 @@ def report_lines(figures: dict[str, Any]) -> list[str]:
             else "once per model (decode sharing off)"
         )
         + "; worker time slice: "
-        + (f"{s['cpu_slice_ms']} ms" if s["cpu_slice_ms"] else "the kernel's"),
+        + (f"{s['cpu_slice_ms']} ms" if s["cpu_slice_ms"] else "the kernel's")
+        + "; freed memory kept: "
+        + (f"{s['keep_freed_mb']} MiB" if s.get("keep_freed_mb") else "no"),
         "in-process reference"
         + (
             " (mean of before and after the stack: {:.0f} / {:.0f} ms batched)".format(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from ptxplain.machine import DEFAULT_SHARED_DECODE_MB, DEFAULT_SLICE_MS
+from ptxplain.machine import DEFAULT_KEEP_FREED_MB, DEFAULT_SHARED_DECODE_MB, DEFAULT_SLICE_MS
 
 NAME = "archive"
 HELP = "build TorchServe model archives (.mar)"
@@ -72,6 +72,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="scheduler time slice the worker asks for (Linux 6.12+, 1-100); 0 = the kernel's "
         f"(default: the handler's, {DEFAULT_SLICE_MS})",
     )
+    serving.add_argument(
+        "--keep-freed-mb",
+        type=int,
+        help="MiB of freed memory each worker keeps for its next batch instead of giving it "
+        f"back to the OS (glibc); 0 = the allocator's way (default: the handler's, "
+        f"{DEFAULT_KEEP_FREED_MB})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -90,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         max_pixels=args.max_pixels,
         decode_cache_mb=args.decode_cache_mb,
         cpu_slice_ms=args.cpu_slice_ms,
+        keep_freed_mb=args.keep_freed_mb,
     )
     if args.all:
         if args.checkpoint or args.name or args.input_size:

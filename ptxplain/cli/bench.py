@@ -20,7 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from ptxplain.machine import DEFAULT_SHARED_DECODE_MB, DEFAULT_SLICE_MS
+from ptxplain.machine import DEFAULT_KEEP_FREED_MB, DEFAULT_SHARED_DECODE_MB, DEFAULT_SLICE_MS
 
 NAME = "bench"
 HELP = "benchmark the engine against a plain forward and stock grad-cam"
@@ -92,6 +92,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_SLICE_MS,
         help="scheduler time slice each worker asks for (Linux 6.12+); 0 = the kernel's "
         "(default: %(default)s)",
+    )
+    live.add_argument(
+        "--keep-freed-mb",
+        type=int,
+        default=DEFAULT_KEEP_FREED_MB,
+        help="MiB of freed memory each worker (and the reference) keeps for reuse; 0 = the "
+        "allocator's way (default: %(default)s)",
     )
     live.add_argument(
         "--batch-size",
@@ -210,6 +217,7 @@ def _throughput(args: argparse.Namespace) -> int:
         workers=args.workers,
         decode_cache_mb=args.decode_cache_mb,
         cpu_slice_ms=args.cpu_slice_ms,
+        keep_freed_mb=args.keep_freed_mb,
         image_size=args.image_size,
     )
     figures = run_throughput_bench(settings, say=_say)

@@ -287,6 +287,7 @@ def test_no_digest_file_checks_nothing_and_a_wrong_one_stops_loading(
         ({"decode_cache_mb": -1}, "decode_cache_mb must be at least 0"),
         ({"cpu_slice_ms": -5}, "cpu_slice_ms must be at least 0"),
         ({"cpu_slice_ms": 101}, "at most 100"),
+        ({"keep_freed_mb": -1}, "keep_freed_mb must be at least 0"),
         ({"torch_threads": 0}, "torch_threads must be at least 1"),
         ({"decode_cache": 1}, "unknown handler setting"),
     ],
@@ -296,10 +297,13 @@ def test_handler_settings_out_of_range_are_named(settings, problem) -> None:
         HandlerConfig.from_mapping(settings)
 
 
-def test_zero_turns_sharing_and_the_slice_off() -> None:
-    config = HandlerConfig.from_mapping({"decode_cache_mb": 0, "cpu_slice_ms": 0})
-    assert (config.decode_cache_mb, config.cpu_slice_ms) == (0, 0)
-    assert (HandlerConfig().decode_cache_mb, HandlerConfig().cpu_slice_ms) == (256, 20)
+def test_zero_turns_sharing_the_slice_and_kept_memory_off() -> None:
+    config = HandlerConfig.from_mapping(
+        {"decode_cache_mb": 0, "cpu_slice_ms": 0, "keep_freed_mb": 0}
+    )
+    assert (config.decode_cache_mb, config.cpu_slice_ms, config.keep_freed_mb) == (0, 0, 0)
+    default = HandlerConfig()
+    assert (default.decode_cache_mb, default.cpu_slice_ms, default.keep_freed_mb) == (256, 20, 1024)
 
 
 def test_two_models_on_one_host_decode_an_image_once(model_dir, tmp_path, monkeypatch) -> None:
