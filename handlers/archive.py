@@ -65,6 +65,16 @@ DEVICE_NOTES = {
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
+_OPTIONAL_HANDLER_SETTINGS = (
+    "autocast",
+    "max_bytes",
+    "max_pixels",
+    "decode_cache_mb",
+    "cpu_slice_ms",
+    "keep_freed_mb",
+)
+
+
 @dataclasses.dataclass(frozen=True)
 class ServingOptions:
     """How TorchServe serves the model (the archive's model-config YAML)."""
@@ -117,18 +127,11 @@ class ServingOptions:
 
     def model_config(self) -> dict[str, Any]:
         section: dict[str, int | str] = {"torch_threads": self.torch_threads}
-        if self.autocast is not None:
-            section["autocast"] = self.autocast
-        if self.max_bytes is not None:
-            section["max_bytes"] = self.max_bytes
-        if self.max_pixels is not None:
-            section["max_pixels"] = self.max_pixels
-        if self.decode_cache_mb is not None:
-            section["decode_cache_mb"] = self.decode_cache_mb
-        if self.cpu_slice_ms is not None:
-            section["cpu_slice_ms"] = self.cpu_slice_ms
-        if self.keep_freed_mb is not None:
-            section["keep_freed_mb"] = self.keep_freed_mb
+        # Only the handler settings given: the others keep the handler's defaults.
+        for name in _OPTIONAL_HANDLER_SETTINGS:
+            value = getattr(self, name)
+            if value is not None:
+                section[name] = value
         device = {} if self.device == "auto" else {"deviceType": self.device}
         return {
             "minWorkers": self.workers,
