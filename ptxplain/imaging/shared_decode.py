@@ -108,7 +108,11 @@ class SharedDecoder:
                     self.hits += 1
                     return found, True
                 decoded = self._decode(data)
-                self._write(path, decoded)
+                try:
+                    self._write(path, decoded)
+                except OSError as exc:  # full, say: this worker still has its decode
+                    log.warning("could not keep a shared decode (%s)", exc)
+                    return decoded, False
         except OSError as exc:
             log.warning("shared decoding failed (%s); decoding this image here", exc)
             return self._decode(data), False
@@ -193,17 +197,18 @@ class SharedDecoder:
         }
         pixels = np.ascontiguousarray(decoded.pixels, dtype="<f4")
         header = json.dumps({**fields, "shape": list(pixels.shape)}).encode()
+        head = _MAGIC + _LENGTH.pack(len(header)) + header
         fd, tmp = tempfile.mkstemp(dir=self.root, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(_MAGIC + _LENGTH.pack(len(header)) + header)
+                f.write(head)
                 f.write(pixels.tobytes())
             os.replace(tmp, path)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        self._written += path.stat().st_size
+        self._written += len(head) + pixels.nbytes  # not stat(): a sweep may have taken it
 
     def _sweep_if_due(self) -> None:
         """Remove the oldest entries once this worker has written an eighth of the cap."""

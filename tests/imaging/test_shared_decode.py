@@ -164,3 +164,15 @@ def test_the_folder_is_the_environments_else_memory(monkeypatch) -> None:
     if expected:
         assert default_dir() == Path(expected) / f"ptxplain-decodes-{os.getuid()}"
     assert default_dir().name == f"ptxplain-decodes-{os.getuid()}"
+
+
+def test_a_folder_that_cannot_take_an_entry_costs_no_second_decode(tmp_path, monkeypatch) -> None:
+    decoder = SharedDecoder(tmp_path, LIMITS, CAP)
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(decoder, "_write", full)
+    decoded, shared = decoder.decode(png8())
+    assert not shared and decoder.decodes == 1
+    same(decoded, decode_image(png8(), limits=LIMITS))
