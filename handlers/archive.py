@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ptxplain.errors import ConfigError, WeightsError
-from ptxplain.imaging.digest import DIGESTS_FILENAME, file_sha256
+from ptxplain.imaging.digest import DIGESTS_FILENAME, check_digest_file
+from ptxplain.machine import WORKER_SETTINGS, check_worker_settings
 from ptxplain.models.meta import META_FILENAME, ModelMeta
 from ptxplain.models.registry import ArchSpec, get_spec, list_specs
 
@@ -65,14 +66,7 @@ DEVICE_NOTES = {
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
-_OPTIONAL_HANDLER_SETTINGS = (
-    "autocast",
-    "max_bytes",
-    "max_pixels",
-    "decode_cache_mb",
-    "cpu_slice_ms",
-    "keep_freed_mb",
-)
+_OPTIONAL_HANDLER_SETTINGS = ("autocast", "max_bytes", "max_pixels", *WORKER_SETTINGS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,14 +108,7 @@ class ServingOptions:
             raise ConfigError(f"max_batch_delay_ms must be >= 1, got {self.max_batch_delay_ms}")
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
-        for name in ("decode_cache_mb", "cpu_slice_ms", "keep_freed_mb"):
-            value = getattr(self, name)
-            if value is not None and value < 0:
-                raise ConfigError(
-                    f"archive option {name} must be at least 0 (0 = off), got {value}"
-                )
-        if self.cpu_slice_ms is not None and self.cpu_slice_ms > 100:
-            raise ConfigError(f"cpu_slice_ms is at most 100 (Linux's cap), got {self.cpu_slice_ms}")
+        check_worker_settings("archive option", {n: getattr(self, n) for n in WORKER_SETTINGS})
         if self.autocast not in (None, "bfloat16", "float16"):
             raise ConfigError(f"autocast must be bfloat16 or float16, got {self.autocast!r}")
 
@@ -239,11 +226,7 @@ def _stage_digests(source: Path, meta: ModelMeta, staging: Path) -> None:
     metadata records."""
     if not source.is_file():
         return
-    if meta.training_digests_sha256 and file_sha256(source) != meta.training_digests_sha256:
-        raise WeightsError(
-            f"{source} is not the digest file its {META_FILENAME} records (SHA-256 differs)",
-            model=meta.architecture,
-        )
+    check_digest_file(source, meta.training_digests_sha256, model=meta.architecture)
     shutil.copyfile(source, staging / DIGESTS_FILENAME)
 
 

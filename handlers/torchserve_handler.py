@@ -43,7 +43,6 @@ from ptxplain.errors import (
     InternalError,
     InvalidOptionError,
     PtxplainError,
-    WeightsError,
 )
 from ptxplain.explain.engine import Explanation, ExplanationEngine, Target
 from ptxplain.explain.maps import scaled_map
@@ -54,7 +53,7 @@ from ptxplain.imaging.decode import DecodeLimits
 from ptxplain.imaging.digest import (
     DIGESTS_FILENAME,
     SeenDigests,
-    file_sha256,
+    check_digest_file,
     pixel_digest,
     read_digests,
 )
@@ -64,6 +63,8 @@ from ptxplain.machine import (
     DEFAULT_KEEP_FREED_MB,
     DEFAULT_SHARED_DECODE_MB,
     DEFAULT_SLICE_MS,
+    WORKER_SETTINGS,
+    check_worker_settings,
     cpu_slice,
     keep_freed_memory,
 )
@@ -103,23 +104,12 @@ class HandlerConfig:
             raise ConfigError(f"unknown handler setting(s): {', '.join(sorted(unknown))}")
         autocast = raw.pop("autocast", None)
         cfg = cls(**{k: int(v) for k, v in raw.items()}, autocast=autocast)
-        counts = {
-            f.name: getattr(cfg, f.name)
-            for f in dataclasses.fields(cfg)
-            if isinstance(getattr(cfg, f.name), int)
-        }
-        for name, value in counts.items():
-            if value < (0 if name in _MAY_BE_ZERO else 1):
-                at_least = "0 (0 = off)" if name in _MAY_BE_ZERO else "1"
-                raise ConfigError(
-                    f"handler setting {name} must be at least {at_least}, got {value}"
-                )
-        if cfg.cpu_slice_ms > 100:
-            raise ConfigError(f"cpu_slice_ms is at most 100 (Linux's cap), got {cfg.cpu_slice_ms}")
+        for field in dataclasses.fields(cfg):
+            value = getattr(cfg, field.name)
+            if field.name not in WORKER_SETTINGS and isinstance(value, int) and value < 1:
+                raise ConfigError(f"handler setting {field.name} must be at least 1, got {value}")
+        check_worker_settings("handler setting", {n: getattr(cfg, n) for n in WORKER_SETTINGS})
         return cfg
-
-
-_MAY_BE_ZERO = frozenset({"decode_cache_mb", "cpu_slice_ms", "keep_freed_mb"})
 
 
 @dataclasses.dataclass
@@ -160,8 +150,7 @@ def _load_digests(model_dir: Path, meta: ModelMeta) -> SeenDigests:
                 DIGESTS_FILENAME,
             )
         return SeenDigests()
-    if meta.training_digests_sha256 and file_sha256(path) != meta.training_digests_sha256:
-        raise WeightsError(f"{path} is not the digest file {META_FILENAME} records (SHA-256)")
+    check_digest_file(path, meta.training_digests_sha256)
     return read_digests(path)
 
 

@@ -23,10 +23,14 @@ import ctypes
 import os
 import platform
 
+from ptxplain.errors import ConfigError
+
 __all__ = [
     "DEFAULT_KEEP_FREED_MB",
     "DEFAULT_SHARED_DECODE_MB",
     "DEFAULT_SLICE_MS",
+    "WORKER_SETTINGS",
+    "check_worker_settings",
     "cpu_cores",
     "cpu_slice",
     "keep_freed_memory",
@@ -38,10 +42,25 @@ DEFAULT_SLICE_MS = 20  # what model workers ask for unless configured
 DEFAULT_SHARED_DECODE_MB = 256
 # Freed memory (MiB) a model worker keeps for its next batch instead of giving it back.
 DEFAULT_KEEP_FREED_MB = 1024
+# The worker settings above, each 0 = off: their upper bounds (None = none).
+WORKER_SETTINGS = {"decode_cache_mb": None, "cpu_slice_ms": 100, "keep_freed_mb": None}
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 _MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's cap on 64-bit: larger blocks are always mapped
 # (sched_setattr, sched_getattr) system call numbers.
 _SCHED_ATTR_CALLS = {"x86_64": (314, 315), "aarch64": (274, 275)}
+
+
+def check_worker_settings(where: str, values: dict[str, int | None]) -> None:
+    """:class:`ConfigError` naming a worker setting below 0 or over its bound (None: not set);
+    ``where`` opens the message ("handler setting", "archive option")."""
+    for name, value in values.items():
+        if value is None:
+            continue
+        if value < 0:
+            raise ConfigError(f"{where} {name} must be at least 0 (0 = off), got {value}")
+        high = WORKER_SETTINGS[name]
+        if high is not None and value > high:
+            raise ConfigError(f"{name} is at most {high} (Linux's cap), got {value}")
 
 
 def cpu_cores() -> int:

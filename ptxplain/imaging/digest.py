@@ -38,6 +38,7 @@ __all__ = [
     "DIGESTS_FILENAME",
     "DIGEST_SIZE",
     "SeenDigests",
+    "check_digest_file",
     "file_sha256",
     "pixel_digest",
     "read_digests",
@@ -126,3 +127,13 @@ def file_sha256(path: Path) -> str:
         return hashlib.sha256(path.read_bytes()).hexdigest()
     except OSError as exc:
         raise WeightsError(f"cannot read {path}: {exc}") from exc
+
+
+def check_digest_file(path: Path, sha256: str, *, model: str = "") -> None:
+    """:class:`WeightsError` unless ``path`` is the digest file whose SHA-256 the model metadata
+    records (nothing to check when it records none)."""
+    if sha256 and file_sha256(path) != sha256:
+        raise WeightsError(
+            f"{path} is not the digest file its model metadata records (SHA-256 differs)",
+            model=model,
+        )
