@@ -91,6 +91,8 @@ class ServingOptions:
     decode_cache_mb: int | None = None
     cpu_slice_ms: int | None = None
     keep_freed_mb: int | None = None  # MiB of freed memory a worker keeps (0 = the allocator's way)
+    # Engines of the host's workers computing at once (0 = no limit; None = the worker's cores).
+    engines_at_once: int | None = None
 
     def __post_init__(self) -> None:
         counts = {

@@ -64,9 +64,12 @@ from ptxplain.machine import (
     DEFAULT_SHARED_DECODE_MB,
     DEFAULT_SLICE_MS,
     WORKER_SETTINGS,
+    EngineGate,
     check_worker_settings,
+    cpu_cores,
     cpu_slice,
     keep_freed_memory,
+    parse_engines_at_once,
 )
 from ptxplain.models.meta import META_FILENAME, ModelMeta
 from ptxplain.models.registry import model_stats
@@ -95,6 +98,9 @@ class HandlerConfig:
     cpu_slice_ms: int = DEFAULT_SLICE_MS
     # Freed memory the worker keeps for reuse (ptxplain/machine.py), MiB; 0 = the allocator's way.
     keep_freed_mb: int = DEFAULT_KEEP_FREED_MB
+    # Engines of the host's workers computing at once (ptxplain/machine.py EngineGate); 0 = no
+    # limit; None ("auto") = the cores this worker may use on the CPU, no limit on a GPU.
+    engines_at_once: int | None = None
 
     @classmethod
     def from_mapping(cls, raw: Mapping[str, Any] | None) -> HandlerConfig:
@@ -103,7 +109,11 @@ class HandlerConfig:
         if unknown:
             raise ConfigError(f"unknown handler setting(s): {', '.join(sorted(unknown))}")
         autocast = raw.pop("autocast", None)
-        cfg = cls(**{k: int(v) for k, v in raw.items()}, autocast=autocast)
+        try:
+            at_once = parse_engines_at_once(raw.pop("engines_at_once", None))
+        except ValueError as exc:
+            raise ConfigError(f"handler setting {exc}") from None
+        cfg = cls(**{k: int(v) for k, v in raw.items()}, autocast=autocast, engines_at_once=at_once)
         for field in dataclasses.fields(cfg):
             value = getattr(cfg, field.name)
             if field.name not in WORKER_SETTINGS and isinstance(value, int) and value < 1:
@@ -181,10 +191,15 @@ class PtxplainHandler:
         model = build_with_weights(spec, self.meta.input_size, weights)
         device = _device(props.get("gpu_id"))
         self.engine = ExplanationEngine(model.to(device), spec, autocast=self.config.autocast)
+        at_once = self.config.engines_at_once
+        if at_once is None:
+            at_once = cpu_cores() if device.type == "cpu" else 0
+        # Scoped like the shared decodes: the workers that share this host's decodes and cores.
+        self.gate = EngineGate(str(default_dir()), at_once)
         self.initialized = True
         log.info(
             "loaded %s (%s, %dpx, %s, %d training digests) on %s with %d torch threads; "
-            "decodes shared: %s; time slice: %s; freed memory kept: %s",
+            "decodes shared: %s; time slice: %s; freed memory kept: %s; engines at once: %s",
             self.model_name,
             spec.name,
             self.meta.input_size,
@@ -197,6 +212,7 @@ class PtxplainHandler:
             else "no",
             f"{slice_ms:g} ms" if slice_ms else "the kernel's",
             f"up to {self.config.keep_freed_mb} MiB" if kept else "no",
+            self.gate.slots if self.gate.enabled else "no limit",
         )
 
     # -- stages -------------------------------------------------------------------------------
@@ -205,11 +221,9 @@ class PtxplainHandler:
         if _is_describe(context):
             return [self.describe_handle()]
         items = [self._prepare(row) for row in data]
-        started = time.perf_counter()
-        explanation = self._explain(items)
-        forward_ms = _ms(started)
+        explanation, wait_ms, forward_ms = self._explain(items)
         return [
-            self._respond(i, item, explanation, forward_ms, len(items), context)
+            self._respond(i, item, explanation, (wait_ms, forward_ms), len(items), context)
             for i, item in enumerate(items)
         ]
 
@@ -225,6 +239,7 @@ class PtxplainHandler:
                 depth=spec.depth,
                 methods=list(METHODS),
                 training_digests=len(self.seen),
+                engines_at_once=self.gate.slots if self.gate.enabled else 0,
                 **stats,
             )
             self._description = json.dumps(described, sort_keys=True)
@@ -255,34 +270,45 @@ class PtxplainHandler:
             item.error = DecodeError(f"cannot prepare the image: {type(exc).__name__}: {exc}")
         return item
 
-    def _explain(self, items: list[_Item]) -> Explanation | None:
+    def _explain(self, items: list[_Item]) -> tuple[Explanation | None, float, float]:
+        """The batch's explanation (None when no item is left), the ms it waited for a core and
+        the ms of its forward + CAM."""
         good = [item for item in items if item.error is None]
         if not good:
-            return None
+            return None, 0.0, 0.0
         methods = [m for item in good if item.options.wants_maps for m in item.options.methods]
         targets: list[Target] = [item.options.target for item in good]
         for row, item in enumerate(good):
             item.row = row
         batch = torch.stack([item.tensor for item in good if item.tensor is not None])
-        try:
-            return self.engine.explain(batch, targets, list(dict.fromkeys(methods)))
-        except Exception as exc:
-            log.exception("forward/CAM failed for a batch of %d", len(good))
-            failure = (
-                exc
-                if isinstance(exc, PtxplainError)
-                else InternalError(f"forward/CAM failed: {type(exc).__name__}: {exc}")
-            )
-            for item in good:
-                item.error = failure
-            return None
+        waited = time.perf_counter()
+        with self.gate.hold(self.config.torch_threads):
+            started = time.perf_counter()
+            explanation: Explanation | None
+            try:
+                explanation = self.engine.explain(batch, targets, list(dict.fromkeys(methods)))
+            except Exception as exc:
+                explanation = self._failed(good, exc)
+        return explanation, (started - waited) * 1000.0, _ms(started)
+
+    @staticmethod
+    def _failed(good: list[_Item], exc: Exception) -> None:
+        """Every item of a batch whose forward/CAM raised gets the error."""
+        log.exception("forward/CAM failed for a batch of %d", len(good))
+        failure = (
+            exc
+            if isinstance(exc, PtxplainError)
+            else InternalError(f"forward/CAM failed: {type(exc).__name__}: {exc}")
+        )
+        for item in good:
+            item.error = failure
 
     def _respond(
         self,
         index: int,
         item: _Item,
         explanation: Explanation | None,
-        forward_ms: float,
+        batch_ms: tuple[float, float],
         batch_size: int,
         context: Any,
     ) -> bytes:
@@ -313,7 +339,8 @@ class PtxplainHandler:
                 decode_ms=item.decode_ms,
                 decode_shared=item.decode_shared,
                 preprocess_ms=item.preprocess_ms,
-                forward_cam_ms=forward_ms if item.error is None else 0.0,
+                forward_cam_ms=batch_ms[1] if item.error is None else 0.0,
+                core_wait_ms=batch_ms[0] if item.error is None else 0.0,
                 encode_ms=_ms(started),
                 batch_size=batch_size,
             )

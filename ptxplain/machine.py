@@ -15,13 +15,29 @@ trims the heap's free top, so every batch touches new pages: 10,000-15,000 page 
 in the densenet121, efficientnet_b0 and vgg16_bn workers at saturation, 7-12 % of their CPU.
 With blocks up to 32 MiB taken from the heap and up to ``mb`` MiB of free heap kept, they took
 none (docs/engine.md). There is no Python interface to ``mallopt``, hence ctypes.
+
+:class:`EngineGate` lets at most ``slots`` engines of one host compute at once (by default one
+per core). Six single-thread workers on two cores otherwise take turns on each core in the middle
+of a batch, and each turn refills the caches with another model's weights; waiting for a free
+core instead lets each batch run to its end on one. It is a System V semaphore: shared by every
+process of the host (or container) that opens the same scope, with ``SEM_UNDO``, so the kernel
+hands back the slots of a worker that dies holding them. Python's ``multiprocessing`` semaphores
+only reach a process's own children and ``posix_ipc`` is not a dependency, hence ctypes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import errno
+import logging
+import math
 import os
 import platform
+import time
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
 
 from ptxplain.errors import ConfigError
 
@@ -30,11 +46,16 @@ __all__ = [
     "DEFAULT_SHARED_DECODE_MB",
     "DEFAULT_SLICE_MS",
     "WORKER_SETTINGS",
+    "EngineGate",
     "check_worker_settings",
     "cpu_cores",
     "cpu_slice",
     "keep_freed_memory",
+    "parse_engines_at_once",
+    "remove_gates",
 ]
+
+log = logging.getLogger(__name__)
 
 DEFAULT_SLICE_MS = 20  # what model workers ask for unless configured
 # The host memory (MiB) model workers share decoded images in by default
@@ -42,8 +63,14 @@ DEFAULT_SLICE_MS = 20  # what model workers ask for unless configured
 DEFAULT_SHARED_DECODE_MB = 256
 # Freed memory (MiB) a model worker keeps for its next batch instead of giving it back.
 DEFAULT_KEEP_FREED_MB = 1024
-# The worker settings above, each 0 = off: their upper bounds (None = none).
-WORKER_SETTINGS = {"decode_cache_mb": None, "cpu_slice_ms": 100, "keep_freed_mb": None}
+_GATE_SLOTS_MAX = 4096  # engines at once (EngineGate), at most
+# The worker settings above and engines_at_once, each 0 = off: their upper bounds (None = none).
+WORKER_SETTINGS = {
+    "decode_cache_mb": None,
+    "cpu_slice_ms": 100,
+    "keep_freed_mb": None,
+    "engines_at_once": _GATE_SLOTS_MAX,
+}
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
 _MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's cap on 64-bit: larger blocks are always mapped
 # (sched_setattr, sched_getattr) system call numbers.
@@ -60,15 +87,37 @@ def check_worker_settings(where: str, values: dict[str, int | None]) -> None:
             raise ConfigError(f"{where} {name} must be at least 0 (0 = off), got {value}")
         high = WORKER_SETTINGS[name]
         if high is not None and value > high:
-            raise ConfigError(f"{name} is at most {high} (Linux's cap), got {value}")
+            raise ConfigError(f"{where} {name} is at most {high}, got {value}")
 
 
 def cpu_cores() -> int:
-    """The cores this process may run on (its affinity), else ``os.cpu_count()``."""
+    """The cores this process may use: its affinity (else ``os.cpu_count()``), and no more than
+    its cgroup's CPU quota rounded up (a container's CPU limit, e.g. a Kubernetes pod's)."""
     try:
-        return len(os.sched_getaffinity(0))
+        cores = len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
-        return os.cpu_count() or 1
+        cores = os.cpu_count() or 1
+    quota = cgroup_cpu_quota()
+    return max(1, min(cores, math.ceil(quota))) if quota else cores
+
+
+_CGROUP_ROOT = Path("/sys/fs/cgroup")
+
+
+def cgroup_cpu_quota(root: Path = _CGROUP_ROOT) -> float | None:
+    """The CPU quota of this process's cgroup in cores (cgroup v2 ``cpu.max``, else v1's
+    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``); None when there is none or none can be read."""
+    try:
+        quota, period = (root / "cpu.max").read_text().split()[:2]
+        return None if quota == "max" else int(quota) / int(period)
+    except (OSError, ValueError):
+        pass
+    try:
+        quota_us = int((root / "cpu" / "cpu.cfs_quota_us").read_text())
+        period_us = int((root / "cpu" / "cpu.cfs_period_us").read_text())
+    except (OSError, ValueError):
+        return None
+    return quota_us / period_us if quota_us > 0 and period_us > 0 else None
 
 
 class _SchedAttr(ctypes.Structure):
@@ -146,3 +195,183 @@ def keep_freed_memory(mb: int) -> bool:
     return bool(mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX)) and bool(
         mallopt(_M_TRIM_THRESHOLD, trim)
     )
+
+
+# -- engines at once, host-wide (System V semaphore) ------------------------------------------
+
+_IPC_CREAT, _IPC_EXCL, _IPC_RMID, _GETVAL, _SETVAL, _SEM_UNDO = 0o1000, 0o2000, 0, 12, 16, 0x1000
+_GATE_MODE = 0o600  # this user's processes only
+_SYSV_SEMAPHORES = Path("/proc/sysvipc/sem")
+_WARN_EVERY_S = 60.0
+
+
+def parse_engines_at_once(value: object) -> int | None:
+    """``auto`` (or None) -> None, the worker's cores; a count 0 (no limit) .. 4096 -> itself.
+    :class:`ValueError` naming the value otherwise."""
+    if value is None or str(value).strip().lower() == "auto":
+        return None
+    try:
+        count = int(str(value))
+    except ValueError:
+        raise ValueError(f"engines_at_once is 'auto' or a count, got {value!r}") from None
+    if not 0 <= count <= _GATE_SLOTS_MAX:
+        raise ValueError(f"engines_at_once is 0 (no limit) .. {_GATE_SLOTS_MAX}, got {count}")
+    return count
+
+
+class _SemBuf(ctypes.Structure):
+    """``struct sembuf`` (sys/sem.h)."""
+
+    _fields_ = [
+        ("sem_num", ctypes.c_ushort),
+        ("sem_op", ctypes.c_short),
+        ("sem_flg", ctypes.c_short),
+    ]
+
+
+class _TimeSpec(ctypes.Structure):
+    _fields_ = [("tv_sec", ctypes.c_long), ("tv_nsec", ctypes.c_long)]
+
+
+def _gate_key(scope: str, slots: int) -> int:
+    """The semaphore's System V key: this user, the scope and the number of slots (a gate with
+    another number of slots is another gate); never 0 (IPC_PRIVATE)."""
+    raw = f"ptxplain-engine-gate\0{os.getuid()}\0{scope}\0{slots}".encode()
+    return zlib.crc32(raw) & 0x7FFFFFFF or 1
+
+
+def _libc() -> ctypes.CDLL | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.semget.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int)
+        libc.semctl.argtypes = (ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_int)
+        libc.semtimedop.argtypes = (
+            ctypes.c_int,
+            ctypes.POINTER(_SemBuf),
+            ctypes.c_size_t,
+            ctypes.POINTER(_TimeSpec),
+        )
+    except (OSError, AttributeError):
+        return None
+    return libc
+
+
+class EngineGate:
+    """At most ``slots`` engines computing at once among the processes that open ``scope``.
+
+    ``hold(n)`` waits for ``n`` free slots (a worker's torch threads), at most ``wait_s``; past
+    that, and wherever the semaphore cannot be had (no System V IPC, a key taken by another
+    user), the engine runs without waiting and the gate says why in one warning. A gate never
+    fails a request: it only orders work. ``slots`` 0 is no gate.
+    """
+
+    def __init__(self, scope: str, slots: int, *, wait_s: float = 30.0) -> None:
+        if not 0 <= slots <= _GATE_SLOTS_MAX:
+            raise ConfigError(f"engines_at_once is 0 (no limit) .. {_GATE_SLOTS_MAX}, got {slots}")
+        self.scope = scope
+        self.slots = slots
+        self.wait_s = wait_s
+        self.why_open: str | None = None  # why engines run without waiting (None: they wait)
+        self._warned_at = -math.inf
+        self._libc = _libc() if slots else None
+        self._id = self._open() if slots else -1
+
+    @property
+    def enabled(self) -> bool:
+        return self._id >= 0
+
+    def _open(self) -> int:
+        if self._libc is None or not hasattr(os, "getuid"):
+            self._give_up("this C library has no System V semaphores")
+            return -1
+        key = _gate_key(self.scope, self.slots)
+        made = self._libc.semget(key, 1, _IPC_CREAT | _IPC_EXCL | _GATE_MODE)
+        if made >= 0:
+            # Until this runs the count is 0: a process that opens the gate meanwhile just waits.
+            if self._libc.semctl(made, 0, _SETVAL, self.slots) != 0:
+                self._give_up(f"cannot set the semaphore: {os.strerror(ctypes.get_errno())}")
+                return -1
+            return int(made)
+        if ctypes.get_errno() != errno.EEXIST:
+            self._give_up(f"cannot make a semaphore: {os.strerror(ctypes.get_errno())}")
+            return -1
+        found = self._libc.semget(key, 1, _GATE_MODE)
+        if found < 0:
+            self._give_up(f"cannot open semaphore key {key:#x}: {os.strerror(ctypes.get_errno())}")
+            return -1
+        return int(found)
+
+    def _give_up(self, why: str) -> None:
+        self.why_open = why
+        self._id = -1
+        log.warning("engines run without waiting for a core (%s)", why)
+
+    def _change(self, delta: int, wait_s: float | None) -> bool:
+        """Add ``delta`` to the count (negative: take slots, waiting up to ``wait_s``)."""
+        assert self._libc is not None
+        op = _SemBuf(0, delta, _SEM_UNDO)
+        deadline = None if wait_s is None else time.monotonic() + wait_s
+        while True:
+            timeout = None
+            if deadline is not None:
+                left = max(0.0, deadline - time.monotonic())
+                timeout = _TimeSpec(int(left), int((left % 1) * 1e9))
+            if self._libc.semtimedop(self._id, ctypes.byref(op), 1, timeout) == 0:
+                return True
+            err = ctypes.get_errno()
+            if err == errno.EINTR:
+                continue
+            if err == errno.EAGAIN:
+                if time.monotonic() - self._warned_at > _WARN_EVERY_S:
+                    self._warned_at = time.monotonic()
+                    log.warning(
+                        "no core free for %g s (engines_at_once %d): batches run without "
+                        "waiting meanwhile (told once a minute)",
+                        self.wait_s,
+                        self.slots,
+                    )
+                return False
+            self._give_up(f"the semaphore went away: {os.strerror(err)}")
+            return False
+
+    @contextlib.contextmanager
+    def hold(self, n: int = 1) -> Iterator[bool]:
+        """Hold ``n`` slots (at most all of them) while the block runs; yields whether it waited
+        its turn (False: no gate, or none free within ``wait_s``)."""
+        n = min(max(1, n), self.slots)
+        held = self.enabled and self._change(-n, self.wait_s)
+        try:
+            yield held
+        finally:
+            if held and self.enabled:
+                self._change(n, None)
+
+    def free(self) -> int | None:
+        """Slots free now (None without a gate)."""
+        if not self.enabled or self._libc is None:
+            return None
+        value = self._libc.semctl(self._id, 0, _GETVAL, 0)
+        return int(value) if value >= 0 else None
+
+
+def remove_gates(scope: str) -> int:
+    """Remove this user's gates of ``scope`` (any number of slots) from the host; how many.
+
+    A gate outlives its processes (as the shared decode folder does); tests and tear-downs that
+    made a scope of their own remove it with this."""
+    libc = _libc()
+    if libc is None:
+        return 0
+    keys = {_gate_key(scope, slots) for slots in range(1, _GATE_SLOTS_MAX + 1)}
+    removed = 0
+    try:
+        lines = _SYSV_SEMAPHORES.read_text().splitlines()[1:]
+    except OSError:
+        return 0
+    for line in lines:
+        fields = line.split()
+        if len(fields) < 5 or int(fields[0]) not in keys or int(fields[4]) != os.getuid():
+            continue
+        if libc.semctl(int(fields[1]), 0, _IPC_RMID, 0) == 0:
+            removed += 1
+    return removed

@@ -5,7 +5,8 @@
   architecture family (input size 64, 1 worker, 1 torch thread, batches of up to 4 within
   50 ms), built into a temporary model store. Only tests that ask for it start it.
 * workers (in-process handlers and TorchServe's alike) share decoded images in a folder of this
-  session's own, not the machine's (``$PTXPLAIN_DECODE_CACHE_DIR``).
+  session's own, not the machine's (``$PTXPLAIN_DECODE_CACHE_DIR``), and their engines take
+  turns on that folder's gate (ptxplain/machine.py ``EngineGate``), removed at the end.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ import torch
 
 from handlers.archive import BuiltArchive, ServingOptions, WeightsSource, build_archive
 from ptxplain.imaging.shared_decode import ENV_DIR
+from ptxplain.machine import remove_gates
 from services.torchserve import Ports, TorchServeConfig, TorchServeProcess, group_members
 
 torch.set_num_threads(1)
 os.environ[ENV_DIR] = tempfile.mkdtemp(prefix="ptxplain-test-decodes-")
 atexit.register(shutil.rmtree, os.environ[ENV_DIR], ignore_errors=True)
+atexit.register(remove_gates, os.environ[ENV_DIR])
 
 LIVE_ARCHS = ("resnet18", "vgg16_bn", "vit_s16", "densenet121", "efficientnet_b0")
 LIVE_INPUT_SIZE = 64

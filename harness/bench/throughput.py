@@ -76,6 +76,8 @@ class ThroughputSettings:
     cpu_slice_ms: int = DEFAULT_SLICE_MS
     # Freed memory kept for reuse, MiB, by the workers and by this process for the reference.
     keep_freed_mb: int = DEFAULT_KEEP_FREED_MB
+    # Engines of the workers computing at once (0 = no limit; None = the handler's auto).
+    engines_at_once: int | None = None
 
 
 # Every request the stack gets is another image, as in real use: each phantom DICOM carries this
@@ -83,6 +85,8 @@ class ThroughputSettings:
 # stays valid). Without it, the workers' shared decodes would serve the bench's few images from
 # memory after their first round and the stack would skip work the reference counts.
 _STAMP = b"ptxplain-bench-000000000000"
+# The handler's stages each result times (its timings), in the order they run.
+_HANDLER_STAGES = ("decode", "preprocess", "core_wait", "forward_cam", "encode")
 
 
 def _phantom_images(settings: ThroughputSettings, root: Path) -> list[bytes]:
@@ -109,6 +113,12 @@ def _stamped(image: bytes, number: int) -> bytes:
     """``image`` with ``number`` in its Study Description: another file, the same pixels."""
     at = image.index(_STAMP) + len(_STAMP) - 12
     return image[:at] + b"%012d" % (number % 10**12) + image[at + 12 :]
+
+
+def _at_once_text(value: int | None) -> str:
+    if value is None:
+        return "the workers' cores (auto)"
+    return str(value) if value else "no limit"
 
 
 def _ms(started: float) -> float:
@@ -214,6 +224,7 @@ def _start_stack(
         decode_cache_mb=settings.decode_cache_mb,
         cpu_slice_ms=settings.cpu_slice_ms,
         keep_freed_mb=settings.keep_freed_mb,
+        engines_at_once=settings.engines_at_once,
     )
     for name in settings.models:
         weights = WeightsSource(input_size=settings.size)
@@ -299,10 +310,10 @@ class _Tally:
                     self.failures[result["code"]] += 1
                     continue
                 self.batch_sizes[int(result["batch_size"])] += 1
-                handler = sum(result[k] for k in ("decode", "preprocess", "forward_cam", "encode"))
+                handler = sum(result[k] for k in _HANDLER_STAGES)
                 self.stages["gateway"].append(result["gateway_ms"])
                 self.stages["TorchServe queue + transport"].append(result["backend_ms"] - handler)
-                for key in ("decode", "preprocess", "forward_cam", "encode"):
+                for key in _HANDLER_STAGES:
                     self.stages[key].append(result[key])
 
 
@@ -327,6 +338,7 @@ def _grpc_result(item: Any) -> dict[str, Any]:
         "decode": t.decode_ms,
         "decode_shared": t.decode_shared,
         "preprocess": t.preprocess_ms,
+        "core_wait": t.core_wait_ms,
         "forward_cam": t.forward_cam_ms,
         "encode": t.encode_ms,
         "gateway_ms": g.gateway_ms,
@@ -359,6 +371,7 @@ def _http_result(item: dict[str, Any]) -> dict[str, Any]:
         "decode": timings.get("decode_ms", 0.0),
         "decode_shared": bool(timings.get("decode_shared", False)),
         "preprocess": timings.get("preprocess_ms", 0.0),
+        "core_wait": timings.get("core_wait_ms", 0.0),
         "forward_cam": timings.get("forward_cam_ms", 0.0),
         "encode": timings.get("encode_ms", 0.0),
         "gateway_ms": gateway.get("gateway_ms", 0.0),
@@ -489,7 +502,9 @@ def report_lines(figures: dict[str, Any]) -> list[str]:
         + "; worker time slice: "
         + (f"{s['cpu_slice_ms']} ms" if s["cpu_slice_ms"] else "the kernel's")
         + "; freed memory kept: "
-        + (f"{s['keep_freed_mb']} MiB" if s.get("keep_freed_mb") else "no"),
+        + (f"{s['keep_freed_mb']} MiB" if s.get("keep_freed_mb") else "no")
+        + "; engines at once: "
+        + _at_once_text(s.get("engines_at_once")),
         "in-process reference"
         + (
             " (mean of before and after the stack: {:.0f} / {:.0f} ms batched)".format(

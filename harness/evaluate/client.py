@@ -129,6 +129,7 @@ def answer_from_proto(item: Any, client_ms: float) -> ModelAnswer:
     timings = {
         "decode_ms": t.decode_ms,
         "preprocess_ms": t.preprocess_ms,
+        "core_wait_ms": t.core_wait_ms,
         "forward_cam_ms": t.forward_cam_ms,
         "encode_ms": t.encode_ms,
         "batch_size": float(t.batch_size),

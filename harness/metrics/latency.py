@@ -19,7 +19,7 @@ from harness.store import ImageResult
 __all__ = ["PERCENTILES", "SERVER_STAGES", "latency_summary", "percentiles", "run_span_s"]
 
 PERCENTILES = (50, 95, 99)
-SERVER_STAGES = ("decode_ms", "preprocess_ms", "forward_cam_ms", "encode_ms")
+SERVER_STAGES = ("decode_ms", "preprocess_ms", "core_wait_ms", "forward_cam_ms", "encode_ms")
 GATEWAY_STAGES = ("gateway_queue_ms", "gateway_backend_ms", "gateway_own_ms")
 
 

@@ -79,6 +79,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"back to the OS (glibc); 0 = the allocator's way (default: the handler's, "
         f"{DEFAULT_KEEP_FREED_MB})",
     )
+    serving.add_argument(
+        "--engines-at-once",
+        type=engines_at_once,
+        help="engines of the host's workers computing at once, so that a batch runs to its end "
+        "on one core; 0 = no limit (default: the handler's, auto = the cores each worker may "
+        "use, no limit on a GPU)",
+    )
+
+
+def engines_at_once(text: str) -> int | None:
+    """``--engines-at-once``: auto -> None, else a count 0..4096."""
+    from ptxplain.machine import parse_engines_at_once
+
+    try:
+        return parse_engines_at_once(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
@@ -98,6 +115,7 @@ def run(args: argparse.Namespace) -> int:
         decode_cache_mb=args.decode_cache_mb,
         cpu_slice_ms=args.cpu_slice_ms,
         keep_freed_mb=args.keep_freed_mb,
+        engines_at_once=args.engines_at_once,
     )
     if args.all:
         if args.checkpoint or args.name or args.input_size:

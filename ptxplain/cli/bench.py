@@ -20,6 +20,7 @@ import os
 import sys
 from pathlib import Path
 
+from ptxplain.cli.archive import engines_at_once
 from ptxplain.machine import DEFAULT_KEEP_FREED_MB, DEFAULT_SHARED_DECODE_MB, DEFAULT_SLICE_MS
 
 NAME = "bench"
@@ -99,6 +100,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default=DEFAULT_KEEP_FREED_MB,
         help="MiB of freed memory each worker (and the reference) keeps for reuse; 0 = the "
         "allocator's way (default: %(default)s)",
+    )
+    live.add_argument(
+        "--engines-at-once",
+        type=engines_at_once,
+        default="auto",
+        help="engines of the workers computing at once (a batch runs to its end on one core); "
+        "0 = no limit, auto = the cores each worker may use (default: %(default)s)",
     )
     live.add_argument(
         "--batch-size",
@@ -218,6 +226,7 @@ def _throughput(args: argparse.Namespace) -> int:
         decode_cache_mb=args.decode_cache_mb,
         cpu_slice_ms=args.cpu_slice_ms,
         keep_freed_mb=args.keep_freed_mb,
+        engines_at_once=args.engines_at_once,
         image_size=args.image_size,
     )
     figures = run_throughput_bench(settings, say=_say)

@@ -21,6 +21,8 @@ import requests
 
 from ptxplain.errors import Code
 from ptxplain.explain.result_codec import decode_map
+from ptxplain.imaging.shared_decode import default_dir
+from ptxplain.machine import EngineGate, cpu_cores
 from ptxplain.v1 import explainer_pb2 as epb
 from services.gateway import BackendConfig, ExplainerClient, GatewayConfig, RunningGateway
 from services.torchserve import TokenSource
@@ -111,6 +113,27 @@ def test_every_ready_model_answers_over_grpc(stack: LiveStack) -> None:
         assert (result.geometry.original_height, result.geometry.original_width) == (120, 90)
         assert item.gateway_timings.backend_ms >= result.timings.forward_cam_ms
     assert response.request_id == request_id
+
+
+def test_every_worker_waits_for_a_free_core_on_the_hosts_gate(stack: LiveStack) -> None:
+    """The five workers (five processes) take turns on one gate: while this test holds every
+    slot, each model's batch waits, and its result says so (core_wait_ms, not in forward_cam)."""
+    slots = cpu_cores()
+    gate = EngineGate(str(default_dir()), slots)  # the workers' auto gate (tests/conftest.py)
+    image = png_bytes(96, 80, seed=5)
+    with ThreadPoolExecutor(1) as pool:
+        with gate.hold(slots) as held:
+            assert held
+            pending = pool.submit(stack.client.explain, image)
+            time.sleep(0.8)
+        response, _ = pending.result(timeout=60)
+    assert set(codes(response).values()) == {"OK"} and len(response.results) == 5
+    for item in response.results:
+        timings = item.result.timings
+        assert timings.core_wait_ms >= 300, item.model
+        assert timings.forward_cam_ms < timings.core_wait_ms, item.model
+    unheld, _ = stack.client.explain(image)
+    assert max(item.result.timings.core_wait_ms for item in unheld.results) < 300
 
 
 def test_one_request_is_decoded_once_for_every_model(stack: LiveStack) -> None:

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import io
 import json
+import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +24,7 @@ from handlers.torchserve_handler import CONTENT_TYPE, HandlerConfig, PtxplainHan
 from ptxplain.errors import Code, ConfigError
 from ptxplain.explain.result_codec import decode_map
 from ptxplain.imaging.shared_decode import ENV_DIR
+from ptxplain.machine import cpu_cores, remove_gates
 from ptxplain.models.meta import META_FILENAME, ModelMeta
 from ptxplain.models.registry import get_spec
 from ptxplain.models.weights import save_weights
@@ -290,6 +294,8 @@ def test_no_digest_file_checks_nothing_and_a_wrong_one_stops_loading(
         ({"keep_freed_mb": -1}, "keep_freed_mb must be at least 0"),
         ({"torch_threads": 0}, "torch_threads must be at least 1"),
         ({"decode_cache": 1}, "unknown handler setting"),
+        ({"engines_at_once": "many"}, "engines_at_once is 'auto' or a count, got 'many'"),
+        ({"engines_at_once": -1}, "engines_at_once is 0 .no limit. .. 4096, got -1"),
     ],
 )
 def test_handler_settings_out_of_range_are_named(settings, problem) -> None:
@@ -306,10 +312,61 @@ def test_zero_turns_sharing_the_slice_and_kept_memory_off() -> None:
     assert (default.decode_cache_mb, default.cpu_slice_ms, default.keep_freed_mb) == (256, 20, 1024)
 
 
-def test_two_models_on_one_host_decode_an_image_once(model_dir, tmp_path, monkeypatch) -> None:
+def test_engines_at_once_is_auto_by_default_and_zero_is_no_limit(model_dir) -> None:
+    assert HandlerConfig().engines_at_once is None
+    assert HandlerConfig.from_mapping({"engines_at_once": "auto"}).engines_at_once is None
+    assert HandlerConfig.from_mapping({"engines_at_once": 0}).engines_at_once == 0
+    auto, off = PtxplainHandler(), PtxplainHandler()
+    auto.initialize(make_context(model_dir, 1))
+    off.initialize(make_context(model_dir, 1, engines_at_once=0))
+    assert auto.gate.enabled and auto.gate.slots == cpu_cores()
+    assert json.loads(auto.describe_handle())["engines_at_once"] == cpu_cores()
+    assert not off.gate.enabled and json.loads(off.describe_handle())["engines_at_once"] == 0
+
+
+@pytest.fixture
+def own_host(tmp_path, monkeypatch) -> Iterator[Path]:
+    """Workers made in the test share decodes and a gate of its own (removed afterwards)."""
+    folder = tmp_path / "shared"
+    monkeypatch.setenv(ENV_DIR, str(folder))
+    yield folder
+    remove_gates(str(folder))
+
+
+def test_a_batch_waits_for_a_free_core_and_says_how_long(model_dir, own_host) -> None:
+    """Another worker of the host holds the only core: the batch waits, its result says how
+    long (core_wait_ms), and forward_cam_ms is the forward alone."""
+    service = PtxplainHandler()
+    service.initialize(make_context(model_dir, 1, engines_at_once=1))
+    [(free, _)] = run(service, model_dir, [{"data": png_bytes()}])
+    assert free.status.code == 0 and free.timings.core_wait_ms < 200
+    other = subprocess.Popen(
+        [sys.executable, "-c", HOLD_THE_CORE, service.gate.scope],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert other.stdout is not None and other.stdout.readline().strip() == "holding"
+        [(waited, _)] = run(service, model_dir, [{"data": png_bytes()}])
+    finally:
+        other.wait(timeout=30)
+    assert waited.status.code == 0 and list(waited.logits) == list(free.logits)
+    assert 300 <= waited.timings.core_wait_ms < 5000
+    assert waited.timings.forward_cam_ms < waited.timings.core_wait_ms
+
+
+HOLD_THE_CORE = """
+import sys, time
+from ptxplain.machine import EngineGate
+with EngineGate(sys.argv[1], 1).hold():
+    print("holding", flush=True)
+    time.sleep(0.6)
+"""
+
+
+def test_two_models_on_one_host_decode_an_image_once(model_dir, own_host) -> None:
     """Two handlers (two workers) share a folder: the second reads the first's decode and
     answers exactly as a handler that decodes alone."""
-    monkeypatch.setenv(ENV_DIR, str(tmp_path / "shared"))
     first, second, alone = PtxplainHandler(), PtxplainHandler(), PtxplainHandler()
     first.initialize(make_context(model_dir, 1))
     second.initialize(make_context(model_dir, 1))

@@ -75,6 +75,7 @@ def test_evaluate_through_the_real_gateway(
         assert model["held_out"]["checked"] is False  # random-init archives carry no digests
         stages = metrics["latency"]["models"][name]["stages"]
         assert stages["forward_cam_ms"]["n"] == 8 and stages["forward_cam_ms"]["p50"] > 0
+        assert stages["core_wait_ms"]["n"] == 8 and stages["core_wait_ms"]["p50"] >= 0
         assert metrics["latency"]["models"][name]["client_ms"]["p95"] > 0
     stored = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
     assert len(stored) == 8
