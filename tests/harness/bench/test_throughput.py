@@ -94,8 +94,15 @@ def test_throughput_bench_measures_the_stack_beside_the_reference() -> None:
             assert {"decode", "forward_cam", "gateway", "client <-> gateway"} <= set(
                 level["stages_ms"]
             )
+    measured = figures["in_process_saturated"]
+    assert measured["processes"] == settings.cores and measured["seconds"] >= settings.seconds
+    # Measured on every core at once, it stays near what cores x one process alone reckons.
+    assert 0.3 < measured["per_s"] / reference["limit_per_s_batched"] < 1.3
+    for level in figures["stack"]["grpc"].values():
+        assert "core_wait" in level["stages_ms"]
     text = "\n".join(report_lines(figures))
     assert "saturated / batched limit" in text and "concurrency-1 p50" in text
+    assert "saturated / in-process on every core at once" in text
     assert "workers planned for" in text and "resnet18" in figures["plan"]["workers"]
     assert "decodes per request at saturation: 1.00" in text
     assert "once per request (decodes shared between workers)" in text
