@@ -33,7 +33,7 @@ import logging
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
 
@@ -137,6 +137,15 @@ class _Item:
     seen_in_training: bool = False
 
 
+class _Batch(NamedTuple):
+    """A batch's forward + CAM: its explanation (None when no item got that far), the ms it
+    waited for a free core and the ms of the forward + CAM itself."""
+
+    explanation: Explanation | None
+    core_wait_ms: float = 0.0
+    forward_cam_ms: float = 0.0
+
+
 def _device(gpu_id: object) -> torch.device:
     if gpu_id is not None and torch.cuda.is_available():
         return torch.device(f"cuda:{int(str(gpu_id))}")
@@ -195,7 +204,7 @@ class PtxplainHandler:
         if at_once is None:
             at_once = cpu_cores() if device.type == "cpu" else 0
         # Scoped like the shared decodes: the workers that share this host's decodes and cores.
-        self.gate = EngineGate(str(default_dir()), at_once)
+        self.gate = EngineGate(str(self.decoder.root), at_once)
         self.initialized = True
         log.info(
             "loaded %s (%s, %dpx, %s, %d training digests) on %s with %d torch threads; "
@@ -221,11 +230,8 @@ class PtxplainHandler:
         if _is_describe(context):
             return [self.describe_handle()]
         items = [self._prepare(row) for row in data]
-        explanation, wait_ms, forward_ms = self._explain(items)
-        return [
-            self._respond(i, item, explanation, (wait_ms, forward_ms), len(items), context)
-            for i, item in enumerate(items)
-        ]
+        batch = self._explain(items)
+        return [self._respond(i, item, batch, len(items), context) for i, item in enumerate(items)]
 
     def describe_handle(self) -> str:
         """Metadata for TorchServe's ``GET /models/{name}?customized=true`` (JSON text)."""
@@ -270,12 +276,10 @@ class PtxplainHandler:
             item.error = DecodeError(f"cannot prepare the image: {type(exc).__name__}: {exc}")
         return item
 
-    def _explain(self, items: list[_Item]) -> tuple[Explanation | None, float, float]:
-        """The batch's explanation (None when no item is left), the ms it waited for a core and
-        the ms of its forward + CAM."""
+    def _explain(self, items: list[_Item]) -> _Batch:
         good = [item for item in items if item.error is None]
         if not good:
-            return None, 0.0, 0.0
+            return _Batch(None)
         methods = [m for item in good if item.options.wants_maps for m in item.options.methods]
         targets: list[Target] = [item.options.target for item in good]
         for row, item in enumerate(good):
@@ -289,7 +293,7 @@ class PtxplainHandler:
                 explanation = self.engine.explain(batch, targets, list(dict.fromkeys(methods)))
             except Exception as exc:
                 explanation = self._failed(good, exc)
-        return explanation, (started - waited) * 1000.0, _ms(started)
+        return _Batch(explanation, (started - waited) * 1000.0, _ms(started))
 
     @staticmethod
     def _failed(good: list[_Item], exc: Exception) -> None:
@@ -307,8 +311,7 @@ class PtxplainHandler:
         self,
         index: int,
         item: _Item,
-        explanation: Explanation | None,
-        batch_ms: tuple[float, float],
+        batch: _Batch,
         batch_size: int,
         context: Any,
     ) -> bytes:
@@ -322,9 +325,9 @@ class PtxplainHandler:
             trained_on=self.meta.trained_on,
             seen_in_training=item.seen_in_training,
         )
-        if item.error is None and explanation is not None:
+        if item.error is None and batch.explanation is not None:
             try:
-                self._fill(result, item, explanation)
+                self._fill(result, item, batch.explanation)
             except PtxplainError as exc:
                 item.error = exc
         if item.error is None:
@@ -339,8 +342,8 @@ class PtxplainHandler:
                 decode_ms=item.decode_ms,
                 decode_shared=item.decode_shared,
                 preprocess_ms=item.preprocess_ms,
-                forward_cam_ms=batch_ms[1] if item.error is None else 0.0,
-                core_wait_ms=batch_ms[0] if item.error is None else 0.0,
+                forward_cam_ms=batch.forward_cam_ms if item.error is None else 0.0,
+                core_wait_ms=batch.core_wait_ms if item.error is None else 0.0,
                 encode_ms=_ms(started),
                 batch_size=batch_size,
             )

@@ -214,9 +214,13 @@ def parse_engines_at_once(value: object) -> int | None:
         count = int(str(value))
     except ValueError:
         raise ValueError(f"engines_at_once is 'auto' or a count, got {value!r}") from None
+    _check_slots(count)
+    return count
+
+
+def _check_slots(count: int) -> None:
     if not 0 <= count <= _GATE_SLOTS_MAX:
         raise ValueError(f"engines_at_once is 0 (no limit) .. {_GATE_SLOTS_MAX}, got {count}")
-    return count
 
 
 class _SemBuf(ctypes.Structure):
@@ -266,8 +270,10 @@ class EngineGate:
     """
 
     def __init__(self, scope: str, slots: int, *, wait_s: float = 30.0) -> None:
-        if not 0 <= slots <= _GATE_SLOTS_MAX:
-            raise ConfigError(f"engines_at_once is 0 (no limit) .. {_GATE_SLOTS_MAX}, got {slots}")
+        try:
+            _check_slots(slots)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         self.scope = scope
         self.slots = slots
         self.wait_s = wait_s
@@ -348,8 +354,9 @@ class EngineGate:
 
     def free(self) -> int | None:
         """Slots free now (None without a gate)."""
-        if not self.enabled or self._libc is None:
+        if not self.enabled:
             return None
+        assert self._libc is not None
         value = self._libc.semctl(self._id, 0, _GETVAL, 0)
         return int(value) if value >= 0 else None
 

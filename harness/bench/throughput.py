@@ -128,33 +128,44 @@ def _ms(started: float) -> float:
     return (time.perf_counter() - started) * 1000.0
 
 
+def _engines(settings: ThroughputSettings) -> list[tuple[Any, Any]]:
+    """(spec, engine) per model at the bench's input size, on the bench's device."""
+    import torch
+
+    from ptxplain.explain.engine import ExplanationEngine
+    from ptxplain.models.registry import get_spec
+
+    where = torch.device("cuda" if settings.device == "gpu" else "cpu")
+    specs = [get_spec(name) for name in settings.models]
+    return [(s, ExplanationEngine(s.build(settings.size).to(where), s)) for s in specs]
+
+
+def _model_inputs(decoded: Sequence[Any], spec: Any, size: int) -> list[Any]:
+    """Each image letterboxed and normalized for ``spec``, as the handler does."""
+    from ptxplain.imaging.preprocess import letterbox, to_model_input
+
+    return [to_model_input(letterbox(pixels, size)[0], spec.mean, spec.std) for pixels in decoded]
+
+
 def _reference(settings: ThroughputSettings, images: list[bytes]) -> dict[str, Any]:
     """One image's in-process cost: its decode (once per image when the handler shares decodes,
     else once per model, as the handlers then do), each model's letterbox + normalization, and
     forward + CAM at batch 1 and per image at ``batch_size``."""
     import torch
 
-    from ptxplain.explain.engine import ExplanationEngine
     from ptxplain.imaging.decode import DecodeLimits, decode_image
-    from ptxplain.imaging.preprocess import letterbox, to_model_input
-    from ptxplain.models.registry import get_spec
 
     torch.set_num_threads(settings.threads)
-    where = torch.device("cuda" if settings.device == "gpu" else "cpu")
     decoded = [decode_image(data, limits=DecodeLimits()).pixels for data in images]  # warm-up
     started = time.perf_counter()
     decoded = [decode_image(data, limits=DecodeLimits()).pixels for data in images]
     decode_ms = _ms(started) / len(images)
     decodes = 1 if settings.decode_cache_mb else len(settings.models)
     per_model: dict[str, dict[str, float]] = {}
-    for name in settings.models:
-        spec = get_spec(name)
-        engine = ExplanationEngine(spec.build(settings.size).to(where), spec)
+    for name, (spec, engine) in zip(settings.models, _engines(settings), strict=True):
+        where = engine.device
         started = time.perf_counter()
-        tensors = []
-        for pixels in decoded:
-            canvas, _ = letterbox(pixels, settings.size)
-            tensors.append(to_model_input(canvas, spec.mean, spec.std))
+        tensors = _model_inputs(decoded, spec, settings.size)
         prepare_ms = _ms(started) / len(images)
         if not settings.decode_cache_mb:
             prepare_ms += decode_ms
@@ -185,20 +196,13 @@ def _saturating_process(
     """One process of :func:`_in_process_saturated`: the reference's work back to back."""
     import torch
 
-    from ptxplain.explain.engine import ExplanationEngine
     from ptxplain.imaging.decode import DecodeLimits, decode_image
-    from ptxplain.imaging.preprocess import letterbox, to_model_input
-    from ptxplain.models.registry import get_spec
 
     torch.set_num_threads(settings.threads)
     keep_freed_memory(settings.keep_freed_mb)
     if settings.cpu_slice_ms:
         cpu_slice(settings.cpu_slice_ms)
-    where = torch.device("cuda" if settings.device == "gpu" else "cpu")
-    engines = []
-    for name in settings.models:
-        spec = get_spec(name)
-        engines.append((spec, ExplanationEngine(spec.build(settings.size).to(where), spec)))
+    engines = _engines(settings)
     batch = (images * settings.batch_size)[: settings.batch_size]
     decodes = 1 if settings.decode_cache_mb else len(settings.models)
 
@@ -206,11 +210,8 @@ def _saturating_process(
         for _ in range(decodes):  # once per image when decodes are shared, else per model
             pixels = [decode_image(data, limits=DecodeLimits()).pixels for data in batch]
         for spec, engine in engines:
-            tensors = [
-                to_model_input(letterbox(p, settings.size)[0], spec.mean, spec.std) for p in pixels
-            ]
-            engine.explain(torch.stack(tensors).to(where))
-        if where.type == "cuda":
+            engine.explain(torch.stack(_model_inputs(pixels, spec, settings.size)))
+        if settings.device == "gpu":
             torch.cuda.synchronize()
 
     one_batch()  # warm-up

@@ -14,7 +14,9 @@ uncompressed (ZIP_STORED) and appears atomically.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from ptxplain.machine import DEFAULT_KEEP_FREED_MB, DEFAULT_SHARED_DECODE_MB, DEFAULT_SLICE_MS
 
@@ -59,33 +61,52 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     serving.add_argument("--max-bytes", type=int, help="handler's byte cap (default: handler's)")
     serving.add_argument("--max-pixels", type=int, help="handler's pixel cap (default: handler's)")
-    serving.add_argument(
+    add_worker_flags(serving, handler_defaults=True)
+
+
+# The worker settings' flags (ptxplain/machine.py WORKER_SETTINGS), shared with ``ptxplain bench``.
+WORKER_FLAGS = (
+    (
         "--decode-cache-mb",
-        type=int,
-        help="MiB of decoded images shared with the host's other workers, so one request is "
-        f"decoded once for all models; 0 = each model decodes (default: the handler's, "
-        f"{DEFAULT_SHARED_DECODE_MB})",
-    )
-    serving.add_argument(
+        DEFAULT_SHARED_DECODE_MB,
+        "MiB of decoded images shared with the host's other workers, so one request is decoded "
+        "once for all models; 0 = each model decodes",
+    ),
+    (
         "--cpu-slice-ms",
-        type=int,
-        help="scheduler time slice the worker asks for (Linux 6.12+, 1-100); 0 = the kernel's "
-        f"(default: the handler's, {DEFAULT_SLICE_MS})",
-    )
-    serving.add_argument(
+        DEFAULT_SLICE_MS,
+        "scheduler time slice each worker asks for (Linux 6.12+, 1-100); 0 = the kernel's",
+    ),
+    (
         "--keep-freed-mb",
-        type=int,
-        help="MiB of freed memory each worker keeps for its next batch instead of giving it "
-        f"back to the OS (glibc); 0 = the allocator's way (default: the handler's, "
-        f"{DEFAULT_KEEP_FREED_MB})",
-    )
-    serving.add_argument(
+        DEFAULT_KEEP_FREED_MB,
+        "MiB of freed memory each worker keeps for its next batch instead of giving it back to "
+        "the OS (glibc); 0 = the allocator's way",
+    ),
+    (
         "--engines-at-once",
-        type=engines_at_once,
-        help="engines of the host's workers computing at once, so that a batch runs to its end "
-        "on one core; 0 = no limit (default: the handler's, auto = the cores each worker may "
-        "use, no limit on a GPU)",
-    )
+        "auto",
+        "engines of the host's workers computing at once, so that a batch runs to its end on "
+        "one core; 0 = no limit, auto = the cores each worker may use (no limit on a GPU)",
+    ),
+)
+
+
+def add_worker_flags(
+    group: Any, *, handler_defaults: bool, notes: Mapping[str, str] | None = None
+) -> None:
+    """The worker settings' flags. ``handler_defaults``: unset flags stay None and the archive
+    leaves the handler its defaults (``ptxplain archive``); else they default to the same values
+    (``ptxplain bench``). ``notes``: a flag's words appended to its help."""
+    for flag, default, words in WORKER_FLAGS:
+        kind = engines_at_once if flag == "--engines-at-once" else int
+        text = words + (notes or {}).get(flag, "")
+        if handler_defaults:
+            group.add_argument(flag, type=kind, help=f"{text} (default: the handler's, {default})")
+        else:
+            group.add_argument(
+                flag, type=kind, default=default, help=f"{text} (default: %(default)s)"
+            )
 
 
 def engines_at_once(text: str) -> int | None:

@@ -20,8 +20,7 @@ import os
 import sys
 from pathlib import Path
 
-from ptxplain.cli.archive import engines_at_once
-from ptxplain.machine import DEFAULT_KEEP_FREED_MB, DEFAULT_SHARED_DECODE_MB, DEFAULT_SLICE_MS
+from ptxplain.cli.archive import add_worker_flags
 
 NAME = "bench"
 HELP = "benchmark the engine against a plain forward and stock grad-cam"
@@ -80,33 +79,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="side of the phantom DICOMs sent, px (a SIIM-ACR radiograph is 1024) "
         "(default: %(default)s)",
     )
-    live.add_argument(
-        "--decode-cache-mb",
-        type=int,
-        default=DEFAULT_SHARED_DECODE_MB,
-        help="MiB of decoded images the workers share (one decode per request); 0 = each model "
-        "decodes, and the reference decodes per model too (default: %(default)s)",
-    )
-    live.add_argument(
-        "--cpu-slice-ms",
-        type=int,
-        default=DEFAULT_SLICE_MS,
-        help="scheduler time slice each worker asks for (Linux 6.12+); 0 = the kernel's "
-        "(default: %(default)s)",
-    )
-    live.add_argument(
-        "--keep-freed-mb",
-        type=int,
-        default=DEFAULT_KEEP_FREED_MB,
-        help="MiB of freed memory each worker (and the reference) keeps for reuse; 0 = the "
-        "allocator's way (default: %(default)s)",
-    )
-    live.add_argument(
-        "--engines-at-once",
-        type=engines_at_once,
-        default="auto",
-        help="engines of the workers computing at once (a batch runs to its end on one core); "
-        "0 = no limit, auto = the cores each worker may use (default: %(default)s)",
+    add_worker_flags(
+        live,
+        handler_defaults=False,
+        notes={
+            "--decode-cache-mb": " (and the reference then decodes per model too)",
+            "--keep-freed-mb": " (and so does the reference)",
+        },
     )
     live.add_argument(
         "--batch-size",
