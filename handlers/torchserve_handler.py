@@ -139,11 +139,12 @@ class _Item:
 
 class _Batch(NamedTuple):
     """A batch's forward + CAM: its explanation (None when no item got that far), the ms it
-    waited for a free core and the ms of the forward + CAM itself."""
+    waited for a free core, the ms of the forward + CAM itself and the process's CPU ms in it."""
 
     explanation: Explanation | None
     core_wait_ms: float = 0.0
     forward_cam_ms: float = 0.0
+    forward_cam_cpu_ms: float = 0.0
 
 
 def _device(gpu_id: object) -> torch.device:
@@ -287,13 +288,14 @@ class PtxplainHandler:
         batch = torch.stack([item.tensor for item in good if item.tensor is not None])
         waited = time.perf_counter()
         with self.gate.hold(self.config.torch_threads):
-            started = time.perf_counter()
+            started, cpu_started = time.perf_counter(), time.process_time()
             explanation: Explanation | None
             try:
                 explanation = self.engine.explain(batch, targets, list(dict.fromkeys(methods)))
             except Exception as exc:
                 explanation = self._failed(good, exc)
-        return _Batch(explanation, (started - waited) * 1000.0, _ms(started))
+            cpu_ms = (time.process_time() - cpu_started) * 1000.0
+        return _Batch(explanation, (started - waited) * 1000.0, _ms(started), cpu_ms)
 
     @staticmethod
     def _failed(good: list[_Item], exc: Exception) -> None:
@@ -344,6 +346,7 @@ class PtxplainHandler:
                 preprocess_ms=item.preprocess_ms,
                 forward_cam_ms=batch.forward_cam_ms if item.error is None else 0.0,
                 core_wait_ms=batch.core_wait_ms if item.error is None else 0.0,
+                forward_cam_cpu_ms=batch.forward_cam_cpu_ms if item.error is None else 0.0,
                 encode_ms=_ms(started),
                 batch_size=batch_size,
             )

@@ -375,6 +375,10 @@ class _Tally:
     stages: dict[str, list[float]] = dataclasses.field(
         default_factory=lambda: collections.defaultdict(list)
     )
+    # Per model: the process CPU ms of forward + CAM per image (the batch's over its size).
+    engine_cpu: dict[str, list[float]] = dataclasses.field(
+        default_factory=lambda: collections.defaultdict(list)
+    )
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
     requests: int = 0
     decodes: int = 0  # model answers whose worker decoded the image itself (not shared)
@@ -396,6 +400,9 @@ class _Tally:
                     self.failures[result["code"]] += 1
                     continue
                 self.batch_sizes[int(result["batch_size"])] += 1
+                if result["batch_size"]:
+                    cpu = result["forward_cam_cpu"] / result["batch_size"]
+                    self.engine_cpu[result["model"]].append(cpu)
                 handler = sum(result[k] for k in _HANDLER_STAGES)
                 self.stages["gateway"].append(result["gateway_ms"])
                 self.stages["TorchServe queue + transport"].append(result["backend_ms"] - handler)
@@ -426,6 +433,8 @@ def _grpc_result(item: Any) -> dict[str, Any]:
         "preprocess": t.preprocess_ms,
         "core_wait": t.core_wait_ms,
         "forward_cam": t.forward_cam_ms,
+        "forward_cam_cpu": t.forward_cam_cpu_ms,
+        "model": item.model,
         "encode": t.encode_ms,
         "gateway_ms": g.gateway_ms,
         "backend_ms": g.backend_ms,
@@ -459,6 +468,8 @@ def _http_result(item: dict[str, Any]) -> dict[str, Any]:
         "preprocess": timings.get("preprocess_ms", 0.0),
         "core_wait": timings.get("core_wait_ms", 0.0),
         "forward_cam": timings.get("forward_cam_ms", 0.0),
+        "forward_cam_cpu": timings.get("forward_cam_cpu_ms", 0.0),
+        "model": item.get("model", ""),
         "encode": timings.get("encode_ms", 0.0),
         "gateway_ms": gateway.get("gateway_ms", 0.0),
         "backend_ms": gateway.get("backend_ms", 0.0),
@@ -521,6 +532,9 @@ def _summary(tally: _Tally, elapsed_s: float) -> dict[str, Any]:
         "batch_sizes": dict(sorted(tally.batch_sizes.items())),
         "decodes_per_request": tally.decodes / max(tally.requests, 1),
         "stages_ms": {k: statistics.median(v) for k, v in tally.stages.items() if v},
+        "engine_cpu_ms_per_image": {
+            m: statistics.median(v) for m, v in sorted(tally.engine_cpu.items()) if v
+        },
     }
 
 
@@ -585,6 +599,32 @@ def _saturated_lines(measured: dict[str, Any] | None, ref: dict[str, Any]) -> li
         f"in-process on every core at once ({measured['processes']} processes, "
         f"{measured['seconds']:.0f} s, measured): {measured['per_s']:.2f} images/s = "
         f"{measured['per_s'] / ref['limit_per_s_batched']:.2f} x the batched limit"
+    ]
+
+
+def _cpu_lines(best: dict[str, Any], ref: dict[str, Any], cores: int) -> list[str]:
+    """Where the CPU of one image goes at saturation, in the stack against in-process: the
+    engines' forward + CAM (each worker's own CPU time, from the results) and the rest."""
+    engines = best.get("engine_cpu_ms_per_image") or {}
+    per_model = ref["per_model"]
+    if not engines or set(engines) != set(per_model) or not best["per_s"]:
+        return []
+    pairs = ", ".join(
+        f"{m} {engines[m]:.2f} / {per_model[m]['batched_ms']:.2f} "
+        f"({engines[m] / per_model[m]['batched_ms']:.2f})"
+        for m in per_model
+    )
+    stack_engines = sum(engines.values())
+    ref_engines = sum(m["batched_ms"] for m in per_model.values())
+    stack_all = cores * 1000.0 / best["per_s"]
+    return [
+        f"{'':5} engine CPU ms per image at saturation, stack / in-process (ratio): {pairs}; "
+        f"all {stack_engines:.1f} / {ref_engines:.1f} ({stack_engines / ref_engines:.2f})",
+        f"{'':5} CPU ms per image at saturation ({cores} cores / img/s): {stack_all:.1f} "
+        f"against {ref['image_ms_batched']:.1f} in-process; engines {stack_engines:.1f} "
+        f"against {ref_engines:.1f}, everything else (decoding, preparing, TorchServe, the "
+        f"gateway, the clients) {stack_all - stack_engines:.1f} against "
+        f"{ref['image_ms_batched'] - ref_engines:.1f}",
     ]
 
 
@@ -653,6 +693,7 @@ def report_lines(figures: dict[str, Any]) -> list[str]:
             )
         stages = ", ".join(f"{k} {v:.1f}" for k, v in best["stages_ms"].items())
         lines.append(f"{'':5} median ms per stage at saturation: {stages}")
+        lines.extend(_cpu_lines(best, ref, s["cores"]))
         if "decodes_per_request" in best:
             lines.append(
                 f"{'':5} decodes per request at saturation: {best['decodes_per_request']:.2f} "

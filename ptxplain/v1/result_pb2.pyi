@@ -86,7 +86,7 @@ class Map(_message.Message):
     def __init__(self, method: _Optional[str] = ..., height: _Optional[int] = ..., width: _Optional[int] = ..., encoding: _Optional[_Union[MapEncoding, str]] = ..., space: _Optional[_Union[MapSpace, str]] = ..., data: _Optional[bytes] = ..., normalized: _Optional[bool] = ..., raw_min: _Optional[float] = ..., raw_max: _Optional[float] = ..., target_class: _Optional[int] = ...) -> None: ...
 
 class Timings(_message.Message):
-    __slots__ = ("decode_ms", "preprocess_ms", "forward_cam_ms", "encode_ms", "batch_size", "decode_shared", "core_wait_ms")
+    __slots__ = ("decode_ms", "preprocess_ms", "forward_cam_ms", "encode_ms", "batch_size", "decode_shared", "core_wait_ms", "forward_cam_cpu_ms")
     DECODE_MS_FIELD_NUMBER: _ClassVar[int]
     PREPROCESS_MS_FIELD_NUMBER: _ClassVar[int]
     FORWARD_CAM_MS_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +94,7 @@ class Timings(_message.Message):
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     DECODE_SHARED_FIELD_NUMBER: _ClassVar[int]
     CORE_WAIT_MS_FIELD_NUMBER: _ClassVar[int]
+    FORWARD_CAM_CPU_MS_FIELD_NUMBER: _ClassVar[int]
     decode_ms: float
     preprocess_ms: float
     forward_cam_ms: float
@@ -101,7 +102,8 @@ class Timings(_message.Message):
     batch_size: int
     decode_shared: bool
     core_wait_ms: float
-    def __init__(self, decode_ms: _Optional[float] = ..., preprocess_ms: _Optional[float] = ..., forward_cam_ms: _Optional[float] = ..., encode_ms: _Optional[float] = ..., batch_size: _Optional[int] = ..., decode_shared: _Optional[bool] = ..., core_wait_ms: _Optional[float] = ...) -> None: ...
+    forward_cam_cpu_ms: float
+    def __init__(self, decode_ms: _Optional[float] = ..., preprocess_ms: _Optional[float] = ..., forward_cam_ms: _Optional[float] = ..., encode_ms: _Optional[float] = ..., batch_size: _Optional[int] = ..., decode_shared: _Optional[bool] = ..., core_wait_ms: _Optional[float] = ..., forward_cam_cpu_ms: _Optional[float] = ...) -> None: ...
 
 class ExplainResult(_message.Message):
     __slots__ = ("status", "model", "architecture", "classes", "logits", "probabilities", "predicted_class", "positive_probability", "threshold", "positive", "maps", "geometry", "timings", "trained", "trained_on", "seen_in_training")

@@ -132,6 +132,7 @@ def test_every_worker_waits_for_a_free_core_on_the_hosts_gate(stack: LiveStack) 
         timings = item.result.timings
         assert timings.core_wait_ms >= 300, item.model
         assert timings.forward_cam_ms < timings.core_wait_ms, item.model
+        assert 0 < timings.forward_cam_cpu_ms < timings.core_wait_ms, item.model
     unheld, _ = stack.client.explain(image)
     assert max(item.result.timings.core_wait_ms for item in unheld.results) < 300
 

@@ -353,6 +353,10 @@ def test_a_batch_waits_for_a_free_core_and_says_how_long(model_dir, own_host) ->
     assert waited.status.code == 0 and list(waited.logits) == list(free.logits)
     assert 300 <= waited.timings.core_wait_ms < 5000
     assert waited.timings.forward_cam_ms < waited.timings.core_wait_ms
+    # The CPU of the forward + CAM is counted, the wait's is not (one torch thread: CPU <= wall).
+    for timings in (free.timings, waited.timings):
+        assert 0 < timings.forward_cam_cpu_ms <= timings.forward_cam_ms + 5
+    assert waited.timings.forward_cam_cpu_ms < waited.timings.core_wait_ms / 2
 
 
 HOLD_THE_CORE = """

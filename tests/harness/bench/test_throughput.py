@@ -8,6 +8,7 @@ import pytest
 
 from harness.bench.throughput import (
     ThroughputSettings,
+    _cpu_lines,
     _mean_reference,
     _phantom_images,
     _plan,
@@ -69,6 +70,25 @@ def test_the_reference_is_the_mean_of_before_and_after() -> None:
     assert mean["batched_ms_before_after"] == [10.0, 12.0] and mean["decodes_per_image"] == 1
 
 
+def test_the_cpu_of_an_image_is_split_into_engines_and_the_rest() -> None:
+    ref = {
+        "per_model": {
+            "resnet18": {"prepare_ms": 0.2, "batch1_ms": 9.0, "batched_ms": 4.0},
+            "vgg16_bn": {"prepare_ms": 0.2, "batch1_ms": 70.0, "batched_ms": 40.0},
+        },
+        "image_ms_batched": 46.4,  # 2 ms decode + 0.4 prepare + 44 engines
+    }
+    best = {"per_s": 40.0, "engine_cpu_ms_per_image": {"resnet18": 5.0, "vgg16_bn": 44.0}}
+    engines, split = _cpu_lines(best, ref, cores=2)
+    assert "resnet18 5.00 / 4.00 (1.25)" in engines and "vgg16_bn 44.00 / 40.00 (1.10)" in engines
+    assert "all 49.0 / 44.0 (1.11)" in engines
+    # 2 cores / 40 img/s = 50 ms an image: 49 in the engines, 1 in everything else (2.4 alone).
+    assert "50.0 against 46.4 in-process" in split and "1.0 against 2.4" in split
+    # A level without every model's CPU (an older handler, a failed model) prints nothing.
+    assert _cpu_lines({"per_s": 40.0, "engine_cpu_ms_per_image": {"resnet18": 5.0}}, ref, 2) == []
+    assert _cpu_lines({"per_s": 40.0}, ref, 2) == []
+
+
 @pytest.mark.live
 def test_throughput_bench_measures_the_stack_beside_the_reference() -> None:
     settings = ThroughputSettings(
@@ -105,4 +125,9 @@ def test_throughput_bench_measures_the_stack_beside_the_reference() -> None:
     assert "saturated / in-process on every core at once" in text
     assert "workers planned for" in text and "resnet18" in figures["plan"]["workers"]
     assert "decodes per request at saturation: 1.00" in text
+    for transport in ("grpc", "http"):
+        for level in figures["stack"][transport].values():
+            engines = level["engine_cpu_ms_per_image"]
+            assert set(engines) == set(settings.models) and min(engines.values()) > 0, engines
+    assert "engine CPU ms per image at saturation, stack / in-process" in text
     assert "once per request (decodes shared between workers)" in text
