@@ -275,8 +275,9 @@ class RequestScope:
     and the access log line and metrics at the end of the response.
 
     A plain ASGI middleware, not Starlette's ``BaseHTTPMiddleware``: that one runs the app in a
-    task of its own and re-streams every response through a memory channel, which cost the
-    gateway a fifth of its CPU per explain call and delayed each answer by extra loop turns.
+    task of its own and re-streams every response through a memory channel. Measured with a
+    fake five-model TorchServe in the same event loop (docs/gateway.md), the loop's CPU per
+    ``POST /v1/explain`` fell from 2.7-4.7 ms (best 2.73) to 2.3-3.0 ms (best 2.32).
     """
 
     def __init__(self, app: Any, *, gateway: Gateway) -> None:
