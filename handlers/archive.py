@@ -110,7 +110,7 @@ class ServingOptions:
             raise ConfigError(f"max_batch_delay_ms must be >= 1, got {self.max_batch_delay_ms}")
         if self.device not in DEVICES:
             raise ConfigError(f"device must be one of {', '.join(DEVICES)}, got {self.device!r}")
-        check_worker_settings("archive option", {n: getattr(self, n) for n in WORKER_SETTINGS})
+        check_worker_settings("archive option", self)
         if self.autocast not in (None, "bfloat16", "float16"):
             raise ConfigError(f"autocast must be bfloat16 or float16, got {self.autocast!r}")
 

@@ -118,7 +118,7 @@ class HandlerConfig:
             value = getattr(cfg, field.name)
             if field.name not in WORKER_SETTINGS and isinstance(value, int) and value < 1:
                 raise ConfigError(f"handler setting {field.name} must be at least 1, got {value}")
-        check_worker_settings("handler setting", {n: getattr(cfg, n) for n in WORKER_SETTINGS})
+        check_worker_settings("handler setting", cfg)
         return cfg
 
 

@@ -77,10 +77,12 @@ _MMAP_THRESHOLD_MAX = 32 * 1024 * 1024  # glibc's cap on 64-bit: larger blocks a
 _SCHED_ATTR_CALLS = {"x86_64": (314, 315), "aarch64": (274, 275)}
 
 
-def check_worker_settings(where: str, values: dict[str, int | None]) -> None:
-    """:class:`ConfigError` naming a worker setting below 0 or over its bound (None: not set);
-    ``where`` opens the message ("handler setting", "archive option")."""
-    for name, value in values.items():
+def check_worker_settings(where: str, settings: object) -> None:
+    """:class:`ConfigError` naming a worker setting of ``settings`` (an object with the
+    :data:`WORKER_SETTINGS` as attributes) below 0 or over its bound (None: not set); ``where``
+    opens the message ("handler setting", "archive option")."""
+    for name in WORKER_SETTINGS:
+        value = getattr(settings, name)
         if value is None:
             continue
         if value < 0:

@@ -14,11 +14,16 @@ uncompressed (ZIP_STORED) and appears atomically.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from ptxplain.machine import DEFAULT_KEEP_FREED_MB, DEFAULT_SHARED_DECODE_MB, DEFAULT_SLICE_MS
+from ptxplain.machine import (
+    DEFAULT_KEEP_FREED_MB,
+    DEFAULT_SHARED_DECODE_MB,
+    DEFAULT_SLICE_MS,
+    parse_engines_at_once,
+)
 
 NAME = "archive"
 HELP = "build TorchServe model archives (.mar)"
@@ -64,27 +69,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_worker_flags(serving, handler_defaults=True)
 
 
-# The worker settings' flags (ptxplain/machine.py WORKER_SETTINGS), shared with ``ptxplain bench``.
-WORKER_FLAGS = (
+def engines_at_once(text: str) -> int | None:
+    """``--engines-at-once``: auto -> None, else a count 0..4096."""
+    try:
+        return parse_engines_at_once(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+# The worker settings' flags (ptxplain/machine.py WORKER_SETTINGS), shared with ``ptxplain bench``:
+# flag, its type, its default, its help.
+WORKER_FLAGS: tuple[tuple[str, Callable[[str], int | None], int | str, str], ...] = (
     (
         "--decode-cache-mb",
+        int,
         DEFAULT_SHARED_DECODE_MB,
         "MiB of decoded images shared with the host's other workers, so one request is decoded "
         "once for all models; 0 = each model decodes",
     ),
     (
         "--cpu-slice-ms",
+        int,
         DEFAULT_SLICE_MS,
         "scheduler time slice each worker asks for (Linux 6.12+, 1-100); 0 = the kernel's",
     ),
     (
         "--keep-freed-mb",
+        int,
         DEFAULT_KEEP_FREED_MB,
         "MiB of freed memory each worker keeps for its next batch instead of giving it back to "
         "the OS (glibc); 0 = the allocator's way",
     ),
     (
         "--engines-at-once",
+        engines_at_once,
         "auto",
         "engines of the host's workers computing at once, so that a batch runs to its end on "
         "one core; 0 = no limit, auto = the cores each worker may use (no limit on a GPU)",
@@ -98,8 +116,7 @@ def add_worker_flags(
     """The worker settings' flags. ``handler_defaults``: unset flags stay None and the archive
     leaves the handler its defaults (``ptxplain archive``); else they default to the same values
     (``ptxplain bench``). ``notes``: a flag's words appended to its help."""
-    for flag, default, words in WORKER_FLAGS:
-        kind = engines_at_once if flag == "--engines-at-once" else int
+    for flag, kind, default, words in WORKER_FLAGS:
         text = words + (notes or {}).get(flag, "")
         if handler_defaults:
             group.add_argument(flag, type=kind, help=f"{text} (default: the handler's, {default})")
@@ -107,16 +124,6 @@ def add_worker_flags(
             group.add_argument(
                 flag, type=kind, default=default, help=f"{text} (default: %(default)s)"
             )
-
-
-def engines_at_once(text: str) -> int | None:
-    """``--engines-at-once``: auto -> None, else a count 0..4096."""
-    from ptxplain.machine import parse_engines_at_once
-
-    try:
-        return parse_engines_at_once(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def run(args: argparse.Namespace) -> int:
