@@ -107,10 +107,12 @@ def test_a_cancelled_storm_drains_and_keeps_its_slots(stack: HostileStack) -> No
     stub = explainer_pb2_grpc.ExplainerStub(stack.channel)
     request = epb.ExplainRequest(image=png(seed=4), models=list(LIVE_ARCHS), options=HEAVY)
     storm = [stub.ExplainStream(request, timeout=120) for _ in range(20)]
-    time.sleep(0.3)
+    # Cancel once every model has calls handed to TorchServe (a fixed pause raced a slow CI
+    # machine, where the storm was still being decoded), then let the cancels arrive.
+    _wait(lambda: all(backend.gate(m).sent > 0 for m in LIVE_ARCHS), 60)
     for call in storm:
         call.cancel()
-    time.sleep(0.05)
+    _wait(lambda: backend.lingering > 0, 10)
     held, lingering = backend.in_flight, backend.lingering
     assert held > 0 and lingering > 0  # the calls TorchServe still runs keep their slots
     assert lingering <= sum(backend.gate(m).limit for m in LIVE_ARCHS)
