@@ -24,7 +24,7 @@ from ptxplain.v1 import explainer_pb2 as epb
 from ptxplain.v1 import explainer_pb2_grpc
 from tests.conftest import LIVE_ARCHS, LiveTorchServe
 from tests.factories.dicom_factory import dicom_bytes, image_dataset, phantom
-from tests.gateway.conftest import LoopThread
+from tests.gateway.conftest import LoopThread, wait_until
 from tests.gateway.hostile import HostileStack, hostile_stack, png
 
 pytestmark = pytest.mark.live
@@ -109,16 +109,16 @@ def test_a_cancelled_storm_drains_and_keeps_its_slots(stack: HostileStack) -> No
     storm = [stub.ExplainStream(request, timeout=120) for _ in range(20)]
     # Cancel once every model has calls handed to TorchServe (a fixed pause raced a slow CI
     # machine, where the storm was still being decoded), then let the cancels arrive.
-    _wait(lambda: all(backend.gate(m).sent > 0 for m in LIVE_ARCHS), 60)
+    wait_until(lambda: all(backend.gate(m).sent for m in LIVE_ARCHS), 60, "every model sent calls")
     for call in storm:
         call.cancel()
-    _wait(lambda: backend.lingering > 0, 10)
+    wait_until(lambda: backend.lingering > 0, 10, "calls linger")
     held, lingering = backend.in_flight, backend.lingering
     assert held > 0 and lingering > 0  # the calls TorchServe still runs keep their slots
     assert lingering <= sum(backend.gate(m).limit for m in LIVE_ARCHS)
     started = time.perf_counter()
     after = _latency(stack)
-    drained = _wait(lambda: backend.in_flight == 0, 120)
+    drained = wait_until(lambda: backend.in_flight == 0, 120, "every slot freed")
     stack.tally.note(
         "cancelled storm",
         f"normal {normal:.2f}s, next good request {after:.2f}s ({after / normal:.1f}x), "
@@ -126,11 +126,3 @@ def test_a_cancelled_storm_drains_and_keeps_its_slots(stack: HostileStack) -> No
     )
     assert after <= 2.5 * normal + 0.5, (after, normal)  # target 2x; slack for a shared CPU
     assert time.perf_counter() - started < 120
-
-
-def _wait(condition: object, timeout_s: float) -> float:
-    started = time.perf_counter()
-    while not condition():  # type: ignore[operator]
-        assert time.perf_counter() - started < timeout_s
-        time.sleep(0.02)
-    return time.perf_counter() - started

@@ -20,7 +20,7 @@ from ptxplain.v1 import explainer_pb2_grpc
 from services.gateway import ExplainerClient, RunningGateway
 from services.gateway.logs import JsonFormatter
 from tests.factories.dicom_factory import PATIENT_ID, PATIENT_NAME, make_dicom
-from tests.gateway.conftest import LoopThread
+from tests.gateway.conftest import LoopThread, wait_until
 from tests.gateway.fakes import FakeMetadata, FakeModel, FakeTorchServe, gateway_config, png_bytes
 
 MODELS = {
@@ -114,10 +114,13 @@ def test_client_deadline_bounds_each_model(client: ExplainerClient) -> None:
     assert "deadline" in response.results[0].status.message
 
 
-def test_past_the_in_flight_bound_a_model_is_shed_at_once(client: ExplainerClient) -> None:
+def test_past_the_in_flight_bound_a_model_is_shed_at_once(
+    client: ExplainerClient, gateway: RunningGateway
+) -> None:
+    small = next(b for b in gateway.gateway.backends if b.name == "small")
     holder = threading.Thread(target=lambda: client.explain(png_bytes(), ["sleepy"]))
     holder.start()
-    time.sleep(0.1)
+    wait_until(lambda: small.in_flight == 1, 10, "the holder's call in flight")
     started = time.perf_counter()
     response, _ = client.explain(png_bytes(), ["sleepy", "fast"])
     elapsed = time.perf_counter() - started

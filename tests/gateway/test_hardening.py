@@ -17,7 +17,7 @@ from ptxplain.v1 import explainer_pb2 as epb
 from ptxplain.v1 import explainer_pb2_grpc
 from services.gateway import ExplainerClient, RunningGateway
 from services.gateway.config import HttpLimits
-from tests.gateway.conftest import LoopThread
+from tests.gateway.conftest import LoopThread, wait_until
 from tests.gateway.fakes import FakeMetadata, FakeModel, FakeTorchServe, gateway_config, png_bytes
 
 MODELS = {
@@ -110,16 +110,14 @@ def test_a_cancelled_call_keeps_its_slot_until_torchserve_answers(
     request = epb.ExplainRequest(image=png_bytes(), models=["slow"])
     sent_before = sum(1 for call in fake.calls if call[0] == "slow")
     first = stub.ExplainStream(request, timeout=30)
-    time.sleep(0.3)
+    wait_until(lambda: backend.gate("slow").sent == 1, 10, "the first call sent")
     queued = stub.ExplainStream(request, timeout=30)  # waits at the gate (one call per model)
-    time.sleep(0.2)
+    wait_until(lambda: backend.gate("slow").waiting == 1, 10, "the second call queued")
     first.cancel()
     queued.cancel()
-    time.sleep(0.2)
+    wait_until(lambda: backend.lingering == 1 and backend.in_flight == 1, 5, "the cancels seen")
     assert (backend.in_flight, backend.lingering) == (1, 1)  # TorchServe still runs the first
-    deadline = time.monotonic() + 10
-    while backend.in_flight and time.monotonic() < deadline:
-        time.sleep(0.05)
+    wait_until(lambda: backend.in_flight == 0, 10, "the first call answered")
     assert (backend.in_flight, backend.lingering, backend.gate("slow").sent) == (0, 0, 0)
     assert sum(1 for call in fake.calls if call[0] == "slow") == sent_before + 1  # not the queued
 

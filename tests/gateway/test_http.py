@@ -11,7 +11,7 @@ import requests
 
 from services.gateway import RunningGateway
 from services.gateway.http_json import ExplainResponseBody, ModelsBody
-from tests.gateway.conftest import LoopThread
+from tests.gateway.conftest import LoopThread, wait_until
 from tests.gateway.fakes import FakeMetadata, FakeModel, FakeTorchServe, gateway_config, png_bytes
 
 TOKEN = "test-token"
@@ -104,7 +104,8 @@ def test_over_the_bound_answers_429_at_once(base: str) -> None:
 
     holder = threading.Thread(target=lambda: post(base, png_bytes(), "?models=slow"))
     holder.start()
-    time.sleep(0.15)
+    held = 'ptxplain_gateway_in_flight{backend="limited"} 1.0'
+    wait_until(lambda: held in requests.get(f"{base}/metrics", timeout=5).text, 10, held)
     started = time.perf_counter()
     answer = post(base, png_bytes(), "?models=slow")
     elapsed = time.perf_counter() - started
