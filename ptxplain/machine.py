@@ -201,7 +201,8 @@ def keep_freed_memory(mb: int) -> bool:
 
 # -- engines at once, host-wide (System V semaphore) ------------------------------------------
 
-_IPC_CREAT, _IPC_EXCL, _IPC_RMID, _GETVAL, _SETVAL, _SEM_UNDO = 0o1000, 0o2000, 0, 12, 16, 0x1000
+_IPC_CREAT, _IPC_EXCL, _IPC_RMID, _SEM_UNDO = 0o1000, 0o2000, 0, 0x1000
+_GETNCNT, _GETVAL, _SETVAL = 14, 12, 16  # semctl commands (linux/sem.h)
 _GATE_MODE = 0o600  # this user's processes only
 _SYSV_SEMAPHORES = Path("/proc/sysvipc/sem")
 _WARN_EVERY_S = 60.0
@@ -360,6 +361,14 @@ class EngineGate:
             return None
         assert self._libc is not None
         value = self._libc.semctl(self._id, 0, _GETVAL, 0)
+        return int(value) if value >= 0 else None
+
+    def waiting(self) -> int | None:
+        """Processes waiting now for slots (None without a gate)."""
+        if not self.enabled:
+            return None
+        assert self._libc is not None
+        value = self._libc.semctl(self._id, 0, _GETNCNT, 0)
         return int(value) if value >= 0 else None
 
 

@@ -229,6 +229,26 @@ def test_a_process_killed_holding_a_slot_gives_it_back(scope) -> None:
     assert gate.free() == 1
 
 
+def test_the_gate_counts_the_processes_waiting_for_it(scope) -> None:
+    holder = EngineGate(scope, 1)
+    assert holder.waiting() == 0 and EngineGate(scope, 0).waiting() is None
+    with holder.hold():
+        children = [
+            subprocess.Popen([sys.executable, "-c", KILLED, scope], stdout=subprocess.PIPE)
+            for _ in range(2)
+        ]
+        try:
+            deadline = time.monotonic() + 30
+            while holder.waiting() != 2:
+                assert time.monotonic() < deadline, holder.waiting()
+                time.sleep(0.01)
+        finally:
+            for child in children:
+                child.kill()
+                child.wait(timeout=10)
+    assert holder.waiting() == 0 and holder.free() == 1
+
+
 def test_no_slot_free_in_time_runs_without_waiting_and_says_so(scope, caplog) -> None:
     holder = EngineGate(scope, 1)
     late = EngineGate(scope, 1, wait_s=0.3)

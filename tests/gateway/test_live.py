@@ -26,9 +26,9 @@ from ptxplain.machine import EngineGate, cpu_cores
 from ptxplain.v1 import explainer_pb2 as epb
 from services.gateway import BackendConfig, ExplainerClient, GatewayConfig, RunningGateway
 from services.torchserve import TokenSource
-from tests.conftest import LiveTorchServe
+from tests.conftest import LIVE_ARCHS, LiveTorchServe
 from tests.factories.dicom_factory import make_dicom
-from tests.gateway.conftest import LoopThread
+from tests.gateway.conftest import LoopThread, wait_until
 from tests.gateway.fakes import png_bytes
 from tests.gateway.proxy import TcpProxy
 
@@ -125,7 +125,10 @@ def test_every_worker_waits_for_a_free_core_on_the_hosts_gate(stack: LiveStack) 
         with gate.hold(slots) as held:
             assert held
             pending = pool.submit(stack.client.explain, image)
-            time.sleep(0.8)
+            # Once every model's batch waits at the gate, hold it 0.4 s more.
+            every = len(LIVE_ARCHS)
+            wait_until(lambda: (gate.waiting() or 0) >= every, 30, "every batch at the gate")
+            time.sleep(0.4)
         response, _ = pending.result(timeout=60)
     assert set(codes(response).values()) == {"OK"} and len(response.results) == 5
     for item in response.results:
