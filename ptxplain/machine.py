@@ -357,18 +357,17 @@ class EngineGate:
 
     def free(self) -> int | None:
         """Slots free now (None without a gate)."""
-        if not self.enabled:
-            return None
-        assert self._libc is not None
-        value = self._libc.semctl(self._id, 0, _GETVAL, 0)
-        return int(value) if value >= 0 else None
+        return self._read(_GETVAL)
 
     def waiting(self) -> int | None:
         """Processes waiting now for slots (None without a gate)."""
+        return self._read(_GETNCNT)
+
+    def _read(self, command: int) -> int | None:
         if not self.enabled:
             return None
         assert self._libc is not None
-        value = self._libc.semctl(self._id, 0, _GETNCNT, 0)
+        value = self._libc.semctl(self._id, 0, command, 0)
         return int(value) if value >= 0 else None
 
 
