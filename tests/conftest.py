@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -36,6 +36,17 @@ atexit.register(remove_gates, os.environ[ENV_DIR])
 LIVE_ARCHS = ("resnet18", "vgg16_bn", "vit_s16", "densenet121", "efficientnet_b0")
 LIVE_INPUT_SIZE = 64
 LIVE_SERVING = ServingOptions(batch_size=4, max_batch_delay_ms=50, workers=1, torch_threads=1)
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> float:
+    """Seconds until ``condition`` holds; fails naming ``what`` after ``timeout_s``. Tests wait on
+    the state they need instead of a fixed pause, which races a slower machine."""
+    started = time.perf_counter()
+    while not condition():
+        waited = time.perf_counter() - started
+        assert waited < timeout_s, f"{what}: not so after {waited:.1f} s"
+        time.sleep(0.01)
+    return time.perf_counter() - started
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,6 +20,7 @@ from ptxplain.machine import (
     parse_engines_at_once,
     remove_gates,
 )
+from tests.conftest import wait_until
 
 
 def _kernel_keeps_a_slice_per_task() -> bool:
@@ -238,10 +239,7 @@ def test_the_gate_counts_the_processes_waiting_for_it(scope) -> None:
             for _ in range(2)
         ]
         try:
-            deadline = time.monotonic() + 30
-            while holder.waiting() != 2:
-                assert time.monotonic() < deadline, holder.waiting()
-                time.sleep(0.01)
+            wait_until(lambda: holder.waiting() == 2, 30, "two processes waiting")
         finally:
             for child in children:
                 child.kill()

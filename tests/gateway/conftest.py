@@ -5,8 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
-from collections.abc import Callable, Coroutine, Iterator
+from collections.abc import Coroutine, Iterator
 from typing import Any, TypeVar
 
 import pytest
@@ -15,17 +14,6 @@ from services.gateway import Gateway, GatewayConfig, RunningGateway, start_gatew
 from services.gateway.catalog import MetadataSource
 
 T = TypeVar("T")
-
-
-def wait_until(condition: Callable[[], bool], timeout_s: float, what: str) -> float:
-    """Seconds until ``condition`` holds; fails naming ``what`` after ``timeout_s``. Tests wait on
-    the state they need instead of a fixed pause, which races a slower machine."""
-    started = time.perf_counter()
-    while not condition():
-        waited = time.perf_counter() - started
-        assert waited < timeout_s, f"{what}: not so after {waited:.1f} s"
-        time.sleep(0.01)
-    return time.perf_counter() - started
 
 
 class LoopThread:

@@ -22,9 +22,9 @@ import pytest
 
 from ptxplain.v1 import explainer_pb2 as epb
 from ptxplain.v1 import explainer_pb2_grpc
-from tests.conftest import LIVE_ARCHS, LiveTorchServe
+from tests.conftest import LIVE_ARCHS, LiveTorchServe, wait_until
 from tests.factories.dicom_factory import dicom_bytes, image_dataset, phantom
-from tests.gateway.conftest import LoopThread, wait_until
+from tests.gateway.conftest import LoopThread
 from tests.gateway.hostile import HostileStack, hostile_stack, png
 
 pytestmark = pytest.mark.live

@@ -19,8 +19,9 @@ from ptxplain.v1 import explainer_pb2 as epb
 from ptxplain.v1 import explainer_pb2_grpc
 from services.gateway import ExplainerClient, RunningGateway
 from services.gateway.logs import JsonFormatter
+from tests.conftest import wait_until
 from tests.factories.dicom_factory import PATIENT_ID, PATIENT_NAME, make_dicom
-from tests.gateway.conftest import LoopThread, wait_until
+from tests.gateway.conftest import LoopThread
 from tests.gateway.fakes import FakeMetadata, FakeModel, FakeTorchServe, gateway_config, png_bytes
 
 MODELS = {

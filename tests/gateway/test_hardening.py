@@ -17,7 +17,8 @@ from ptxplain.v1 import explainer_pb2 as epb
 from ptxplain.v1 import explainer_pb2_grpc
 from services.gateway import ExplainerClient, RunningGateway
 from services.gateway.config import HttpLimits
-from tests.gateway.conftest import LoopThread, wait_until
+from tests.conftest import wait_until
+from tests.gateway.conftest import LoopThread
 from tests.gateway.fakes import FakeMetadata, FakeModel, FakeTorchServe, gateway_config, png_bytes
 
 MODELS = {

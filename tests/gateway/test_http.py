@@ -11,7 +11,8 @@ import requests
 
 from services.gateway import RunningGateway
 from services.gateway.http_json import ExplainResponseBody, ModelsBody
-from tests.gateway.conftest import LoopThread, wait_until
+from tests.conftest import wait_until
+from tests.gateway.conftest import LoopThread
 from tests.gateway.fakes import FakeMetadata, FakeModel, FakeTorchServe, gateway_config, png_bytes
 
 TOKEN = "test-token"

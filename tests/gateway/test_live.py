@@ -26,9 +26,9 @@ from ptxplain.machine import EngineGate, cpu_cores
 from ptxplain.v1 import explainer_pb2 as epb
 from services.gateway import BackendConfig, ExplainerClient, GatewayConfig, RunningGateway
 from services.torchserve import TokenSource
-from tests.conftest import LIVE_ARCHS, LiveTorchServe
+from tests.conftest import LIVE_ARCHS, LiveTorchServe, wait_until
 from tests.factories.dicom_factory import make_dicom
-from tests.gateway.conftest import LoopThread, wait_until
+from tests.gateway.conftest import LoopThread
 from tests.gateway.fakes import png_bytes
 from tests.gateway.proxy import TcpProxy
 
