@@ -29,13 +29,16 @@ from __future__ import annotations
 import collections
 import dataclasses
 import functools
+import http.client
 import itertools
+import json
 import os
 import queue
 import statistics
 import tempfile
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -442,15 +445,25 @@ def _grpc_result(item: Any) -> dict[str, Any]:
 
 
 def _http_caller(base: str, models: Sequence[str]) -> Callable[[bytes], list[dict[str, Any]]]:
-    import requests
-
-    session = requests.Session()
-    url = f"{base}/v1/explain"
-    params = {"models": ",".join(models)}
+    """One kept-alive HTTP/1.1 connection (the standard library's client, as lean as the gRPC
+    stub: ``requests`` spent 1.0 ms more CPU per call, on the cores the stack is measured on)."""
+    parts = urllib.parse.urlsplit(base)
+    path = f"/v1/explain?{urllib.parse.urlencode({'models': ','.join(models)})}"
+    headers = {"Content-Type": "application/octet-stream"}
+    connection = http.client.HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=300)
 
     def call(image: bytes) -> list[dict[str, Any]]:
-        answer = session.post(url, params=params, data=image, timeout=300)
-        return [_http_result(r) for r in answer.json().get("results", [])]
+        try:
+            connection.request("POST", path, body=image, headers=headers)
+            answer = connection.getresponse()
+            body = answer.read()
+        except (OSError, http.client.HTTPException):
+            connection.close()  # the next call opens a new connection
+            raise
+        if answer.getheader("Content-Type", "").split(";")[0] != "application/json":
+            raise InternalError(f"HTTP {answer.status} without a JSON body: {body[:200]!r}")
+        results: list[dict[str, Any]] = json.loads(body).get("results", [])
+        return [_http_result(r) for r in results]
 
     return call
 

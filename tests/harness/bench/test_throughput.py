@@ -3,12 +3,20 @@ transports, two concurrency levels; the table carries both ratios."""
 
 from __future__ import annotations
 
+import http.client
+import http.server
+import json
+import threading
+import urllib.parse
+from typing import ClassVar
+
 import numpy as np
 import pytest
 
 from harness.bench.throughput import (
     ThroughputSettings,
     _cpu_lines,
+    _http_caller,
     _mean_reference,
     _phantom_images,
     _plan,
@@ -16,6 +24,7 @@ from harness.bench.throughput import (
     report_lines,
     run_throughput_bench,
 )
+from ptxplain.errors import InternalError
 from ptxplain.imaging.decode import decode_image
 from ptxplain.imaging.types import DecodeLimits
 
@@ -131,3 +140,92 @@ def test_throughput_bench_measures_the_stack_beside_the_reference() -> None:
             assert set(engines) == set(settings.models) and min(engines.values()) > 0, engines
     assert "engine CPU ms per image at saturation, stack / in-process" in text
     assert "once per request (decodes shared between workers)" in text
+
+
+class _Answers(http.server.BaseHTTPRequestHandler):
+    """Answers POST /v1/explain as the HTTP twin would (one result per model), on kept-alive
+    connections; ``reply`` = "html" answers a proxy's 502 page, "drop" answers and then closes
+    the connection without saying so (as a server dropping an idle kept-alive one)."""
+
+    protocol_version = "HTTP/1.1"
+    reply = "json"
+    connections: ClassVar[list[int]] = []
+    bodies: ClassVar[list[bytes]] = []
+
+    def setup(self) -> None:
+        super().setup()
+        type(self).connections.append(self.client_address[1])
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).bodies.append(body)
+        if self.reply == "html":
+            payload, kind = b"<html>502 Bad Gateway</html>", "text/html"
+            self.send_response(502)
+        else:
+            query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+            results = [
+                {
+                    "model": m,
+                    "status": {"code": "OK"},
+                    "result": {"timings": {"batch_size": 1, "decode_ms": 2.0}},
+                    "gateway_timings": {"gateway_ms": 0.5, "backend_ms": 3.0},
+                }
+                for m in query["models"][0].split(",")
+            ]
+            payload, kind = json.dumps({"results": results}).encode(), "application/json"
+            self.send_response(200)
+        self.send_header("Content-Type", kind)
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+        self.close_connection = self.reply == "drop"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+class _Server(http.server.ThreadingHTTPServer):
+    block_on_close = False  # kept-alive connections' threads are not waited for
+
+
+@pytest.fixture()
+def answers():
+    _Answers.reply, _Answers.connections, _Answers.bodies = "json", [], []
+    server = _Server(("127.0.0.1", 0), _Answers)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_the_http_clients_keep_one_connection_and_read_every_models_result(answers) -> None:
+    call = _http_caller(answers, ("resnet18", "vgg16_bn"))
+    for number in range(3):
+        results = call(b"image %d" % number)
+        assert [r["model"] for r in results] == ["resnet18", "vgg16_bn"]
+        assert all(r["ok"] and r["decode"] == 2.0 and r["backend_ms"] == 3.0 for r in results)
+    assert _Answers.bodies == [b"image 0", b"image 1", b"image 2"]
+    assert len(_Answers.connections) == 1  # kept alive, as the gRPC clients' channels are
+
+
+def test_an_http_answer_without_json_is_a_failure_that_names_it(answers) -> None:
+    call = _http_caller(answers, ("resnet18",))
+    _Answers.reply = "html"
+    with pytest.raises(InternalError, match="HTTP 502 without a JSON body"):
+        call(b"image")
+    _Answers.reply = "json"
+    assert call(b"image")[0]["ok"]
+
+
+def test_an_http_client_whose_connection_was_dropped_opens_another(answers) -> None:
+    call = _http_caller(answers, ("resnet18",))
+    _Answers.reply = "drop"
+    assert call(b"one")[0]["ok"]
+    _Answers.reply = "json"
+    with pytest.raises((OSError, http.client.HTTPException)):
+        call(b"two")  # the dropped connection fails this call (the bench counts it) ...
+    assert call(b"three")[0]["ok"]  # ... and the next opens a new one
+    assert len(_Answers.connections) == 2
