@@ -157,9 +157,10 @@ class _Answers(http.server.BaseHTTPRequestHandler):
         type(self).connections.append(self.client_address[1])
 
     def do_POST(self) -> None:
+        reply = self.reply  # read before answering: the test changes it once the answer is in
         body = self.rfile.read(int(self.headers["Content-Length"]))
         type(self).bodies.append(body)
-        if self.reply == "html":
+        if reply == "html":
             payload, kind = b"<html>502 Bad Gateway</html>", "text/html"
             self.send_response(502)
         else:
@@ -179,7 +180,7 @@ class _Answers(http.server.BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
-        self.close_connection = self.reply == "drop"
+        self.close_connection = reply == "drop"
 
     def log_message(self, *args: object) -> None:
         pass
