@@ -575,12 +575,16 @@ def run_throughput_bench(settings: ThroughputSettings, say: Say = print) -> dict
         started = _start_stack(settings, plan["workers"], root, say)
         torchserve, (gateway, grpc_target, http_base) = started
         levels: dict[str, dict[int, Any]] = {}
+        # The machine's speed drifts by several per cent over minutes (once 171 -> 139 ms an
+        # image within one run), so each transport is read against the reference measured just
+        # before and just after its own levels: between two transports, with the stack idle.
+        measured_at = [reference]
         try:
             makers = {
                 "grpc": lambda: _grpc_caller(grpc_target, settings.models),
                 "http": lambda: _http_caller(http_base, settings.models),
             }
-            for transport in settings.transports:
+            for index, transport in enumerate(settings.transports):
                 levels[transport] = {}
                 for clients in settings.concurrency:
                     level = _level(makers[transport], images, clients, settings.seconds)
@@ -589,17 +593,27 @@ def run_throughput_bench(settings: ThroughputSettings, say: Say = print) -> dict
                         f"{transport} x{clients}: {level['per_s']:.2f}/s, "
                         f"p50 {level['p50_ms']:.0f} ms, batches {level['batch_sizes']}"
                     )
+                if index < len(settings.transports) - 1:
+                    between = _reference(settings, images)
+                    measured_at.append(between)
+                    say(
+                        f"in-process between the transports (the stack idle): "
+                        f"{between['image_ms_batched']:.0f} ms batched"
+                    )
         finally:
             gateway.terminate()
             gateway.wait(30)
             torchserve.stop()
-        # Again after the stack, on a machine whose speed drifts by several per cent over minutes:
-        # the ratios use the mean of the two.
         after = _reference(settings, images)
+        measured_at.append(after)
         say(f"in-process again after the stack: {after['image_ms_batched']:.0f} ms batched")
     return {
         "settings": dataclasses.asdict(settings),
         "reference": _mean_reference(reference, after),
+        "reference_by_transport": {
+            transport: _mean_reference(measured_at[i], measured_at[i + 1])
+            for i, transport in enumerate(levels)
+        },
         "in_process_saturated": saturated,
         "plan": plan,
         "stack": levels,
@@ -676,7 +690,16 @@ def report_lines(figures: dict[str, Any]) -> list[str]:
         *figures.get("plan", {}).get("lines", []),
     ]
     measured = figures.get("in_process_saturated")
+    overall, around = ref, figures.get("reference_by_transport") or {}
     for transport, levels in figures["stack"].items():
+        ref = around.get(transport, overall)
+        if len(around) > 1 and transport in around:
+            lines.append(
+                f"{transport} against the reference measured around its own levels (before / "
+                "after: {:.0f} / {:.0f} ms batched): limit {:.2f}/s".format(
+                    *ref["batched_ms_before_after"], ref["limit_per_s_batched"]
+                )
+            )
         lines.append(
             f"{transport:5} {'C':>3} {'img/s':>7} {'x limit':>8} {'p50':>7} {'p95':>7} "
             f"{'p99':>7}  batch sizes formed"

@@ -3,6 +3,7 @@ transports, two concurrency levels; the table carries both ratios."""
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import http.server
 import json
@@ -133,6 +134,12 @@ def test_throughput_bench_measures_the_stack_beside_the_reference() -> None:
     assert "saturated / batched limit" in text and "concurrency-1 p50" in text
     assert "saturated / in-process on every core at once" in text
     assert "workers planned for" in text and "resnet18" in figures["plan"]["workers"]
+    # Each transport against the reference measured just before and after its own levels.
+    around = figures["reference_by_transport"]
+    assert list(around) == ["grpc", "http"]
+    between = around["grpc"]["batched_ms_before_after"][1]
+    assert between == around["http"]["batched_ms_before_after"][0]
+    assert "http against the reference measured around its own levels" in text
     assert "decodes per request at saturation: 1.00" in text
     for transport in ("grpc", "http"):
         for level in figures["stack"][transport].values():
@@ -230,3 +237,50 @@ def test_an_http_client_whose_connection_was_dropped_opens_another(answers) -> N
         call(b"two")  # the dropped connection fails this call (the bench counts it) ...
     assert call(b"three")[0]["ok"]  # ... and the next opens a new one
     assert len(_Answers.connections) == 2
+
+
+def test_each_transport_is_read_against_the_reference_around_its_own_levels() -> None:
+    def measured(batched_ms: float) -> dict:
+        return {
+            "per_model": {"resnet18": {"prepare_ms": 0.0, "batch1_ms": 20.0, "batched_ms": 8.0}},
+            "decode_ms": 2.0,
+            "decodes_per_image": 1,
+            "image_ms_batch1": 22.0,
+            "image_ms_batched": batched_ms,
+            "limit_per_s_batch1": 2000.0 / 22.0,
+            "limit_per_s_batched": 2000.0 / batched_ms,
+        }
+
+    def level(per_s: float) -> dict:
+        return {
+            "per_s": per_s,
+            "p50_ms": 20.0,
+            "p95_ms": 25.0,
+            "p99_ms": 30.0,
+            "batch_sizes": {8: 10},
+            "failures": {},
+            "stages_ms": {},
+        }
+
+    # The machine slowed down between the two transports: 10 ms an image, then 12, then 14.
+    before, between, after = measured(10.0), measured(12.0), measured(14.0)
+    figures = {
+        "settings": dataclasses.asdict(ThroughputSettings(models=("resnet18",))),
+        "reference": _mean_reference(before, after),
+        "reference_by_transport": {
+            "grpc": _mean_reference(before, between),
+            "http": _mean_reference(between, after),
+        },
+        "stack": {"grpc": {1: level(145.0)}, "http": {1: level(130.0)}},
+    }
+    text = "\n".join(report_lines(figures))
+    # 2 cores: gRPC's limit 2000 / 11 = 181.8 /s, HTTP's 2000 / 13 = 153.8 /s (overall 166.7: 0.87 and 0.78).
+    assert "grpc against the reference measured around its own levels" in text
+    assert "(before / after: 10 / 12 ms batched): limit 181.82/s" in text
+    assert "(before / after: 12 / 14 ms batched): limit 153.85/s" in text
+    assert "saturated / batched limit: 0.80" in text  # gRPC: 145 / 181.8
+    assert "saturated / batched limit: 0.85" in text  # HTTP: 130 / 153.8
+    # One transport: its reference is the overall one, and no extra line says so.
+    figures["stack"] = {"grpc": {1: level(150.0)}}
+    figures["reference_by_transport"] = {"grpc": _mean_reference(before, after)}
+    assert "around its own levels" not in "\n".join(report_lines(figures))
