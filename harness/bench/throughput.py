@@ -694,11 +694,11 @@ def report_lines(figures: dict[str, Any]) -> list[str]:
     for transport, levels in figures["stack"].items():
         ref = around.get(transport, overall)
         if len(around) > 1 and transport in around:
+            before, after = ref["batched_ms_before_after"]
             lines.append(
                 f"{transport} against the reference measured around its own levels (before / "
-                "after: {:.0f} / {:.0f} ms batched): limit {:.2f}/s".format(
-                    *ref["batched_ms_before_after"], ref["limit_per_s_batched"]
-                )
+                f"after: {before:.0f} / {after:.0f} ms batched): "
+                f"limit {ref['limit_per_s_batched']:.2f}/s"
             )
         lines.append(
             f"{transport:5} {'C':>3} {'img/s':>7} {'x limit':>8} {'p50':>7} {'p95':>7} "
