@@ -120,14 +120,17 @@ def test_throughput_bench_measures_the_stack_beside_the_reference() -> None:
             assert level["requests"] > 0 and not level["failures"], level
             assert set(level["batch_sizes"]) <= {1, 2}
             # Each request a new file, decoded by one of the two workers and read by the other.
-            assert level["decodes_per_request"] == 1.0
+            assert level["decodes_per_request"] == 1.0, level
             assert {"decode", "forward_cam", "gateway", "client <-> gateway"} <= set(
                 level["stages_ms"]
             )
     measured = figures["in_process_saturated"]
     assert measured["processes"] == settings.cores and measured["seconds"] >= settings.seconds
-    # Measured on every core at once, it stays near what cores x one process alone reckons.
-    assert 0.3 < measured["per_s"] / reference["limit_per_s_batched"] < 1.3
+    # Measured on every core at once, it is of the order of what cores x one process alone
+    # reckons: a rate per second for the whole machine, not per process or per millisecond.
+    # (Loose bounds: both are timed on a shared machine, and this is not a timed test.)
+    ratio = measured["per_s"] / reference["limit_per_s_batched"]
+    assert 0.1 < ratio < 3.0, (measured, reference["limit_per_s_batched"])
     for level in figures["stack"]["grpc"].values():
         assert "core_wait" in level["stages_ms"]
     text = "\n".join(report_lines(figures))
