@@ -19,9 +19,12 @@ On the same images (phantom DICOMs), models, input size and torch threads:
               TorchServe formed, and where the time went (gateway, TorchServe queue and
               transport, decode, preprocess, forward + CAM, encode, client <-> gateway).
 
+Each level runs in windows of ``seconds`` until the last three agree within ``stability_pct``
+(images/s and mean latency), as perf_analyzer does; its figures are those three windows'.
 Ratios are printed side by side: saturated images/s over the reference, and the concurrency-1
-p50 over one image's in-process time. The reference is measured before and again after the stack
-(the machine's speed drifts by a few per cent over minutes) and the ratios use the mean.
+p50 over one image's in-process time. The reference (medians of ``repeats`` timed batches) is
+measured before the stack, between the transports and after it (the machine's speed drifts by
+several per cent over minutes); each transport's ratios use the mean of the pair around it.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from typing import Any
 
 from handlers.placement import plan_lines, plan_workers
 from harness.bench.engine import timed_ms as _timed
-from ptxplain.errors import InternalError
+from ptxplain.errors import InternalError, InvalidOptionError
 from ptxplain.machine import (
     DEFAULT_KEEP_FREED_MB,
     DEFAULT_SHARED_DECODE_MB,
@@ -58,6 +61,9 @@ __all__ = ["ThroughputSettings", "report_lines", "run_throughput_bench"]
 
 Say = Callable[[str], None]
 
+# The windows a level's figures come from, which must agree for it to count as stable.
+STABLE_WINDOWS = 3
+
 
 @dataclasses.dataclass(frozen=True)
 class ThroughputSettings:
@@ -67,7 +73,12 @@ class ThroughputSettings:
     batch_size: int = 8
     max_batch_delay_ms: int = 20
     concurrency: tuple[int, ...] = (1, 4, 8, 16, 32)
-    seconds: float = 10.0
+    # One measurement window, s; a level runs windows until the last STABLE_WINDOWS agree
+    # within stability_pct per cent (images/s and mean latency) or max_windows have run.
+    seconds: float = 5.0
+    stability_pct: float = 10.0
+    max_windows: int = 10
+    repeats: int = 5  # timed batches per model in the reference (median taken)
     transports: tuple[str, ...] = ("grpc", "http")
     images: int = 8
     image_size: int = 256
@@ -84,6 +95,31 @@ class ThroughputSettings:
     keep_freed_mb: int = DEFAULT_KEEP_FREED_MB
     # Engines of the workers computing at once (0 = no limit; None = the handler's auto).
     engines_at_once: int | None = None
+
+    def __post_init__(self) -> None:
+        bad = [
+            f"{flag} must be {rule}, not {value:g}"
+            for flag, value, ok, rule in (
+                ("--seconds", self.seconds, self.seconds > 0, "above 0"),
+                ("--stability", self.stability_pct, self.stability_pct >= 0, "0 or more"),
+                (
+                    "--max-windows",
+                    self.max_windows,
+                    self.max_windows >= STABLE_WINDOWS,
+                    "3 or more",
+                ),
+                ("--repeats", self.repeats, self.repeats >= 1, "1 or more"),
+                ("--batch-size", self.batch_size, self.batch_size >= 1, "1 or more"),
+            )
+            if not ok
+        ]
+        if not self.concurrency or min(self.concurrency) < 1:
+            bad.append(f"--concurrency must be counts of 1 or more, not {self.concurrency}")
+        unknown = sorted(set(self.transports) - {"grpc", "http"})
+        if unknown or not self.transports:
+            bad.append(f"--transports must be grpc and/or http, not {','.join(self.transports)}")
+        if bad:
+            raise InvalidOptionError("; ".join(bad))
 
 
 # Every request the stack gets is another image, as in real use: each phantom DICOM carries this
@@ -164,6 +200,7 @@ def _reference(settings: ThroughputSettings, images: list[bytes]) -> dict[str, A
     decoded = [decode_image(data, limits=DecodeLimits()).pixels for data in images]
     decode_ms = _ms(started) / len(images)
     decodes = 1 if settings.decode_cache_mb else len(settings.models)
+    reps = max(settings.repeats, 1)
     per_model: dict[str, dict[str, float]] = {}
     for name, (spec, engine) in zip(settings.models, _engines(settings), strict=True):
         where = engine.device
@@ -175,19 +212,28 @@ def _reference(settings: ThroughputSettings, images: list[bytes]) -> dict[str, A
         batch = torch.stack((tensors * settings.batch_size)[: settings.batch_size]).to(where)
         engine.explain(batch[:1])  # warm-up
         engine.explain(batch)
-        one = min(_timed(functools.partial(engine.explain, batch[:1]), where) for _ in range(3))
+        # The median of --repeats, as `ptxplain bench engine` reports (the issue's 138 ms was
+        # that median); the best of them is kept beside it.
+        ones = [_timed(functools.partial(engine.explain, batch[:1]), where) for _ in range(reps)]
         full = functools.partial(engine.explain, batch)
-        many = min(_timed(full, where) for _ in range(3)) / len(batch)
-        per_model[name] = {"prepare_ms": prepare_ms, "batch1_ms": one, "batched_ms": many}
+        manys = [_timed(full, where) / len(batch) for _ in range(reps)]
+        per_model[name] = {
+            "prepare_ms": prepare_ms,
+            "batch1_ms": statistics.median(ones),
+            "batched_ms": statistics.median(manys),
+            "batched_ms_best": min(manys),
+        }
     shared = decode_ms if settings.decode_cache_mb else 0.0
     image_ms = shared + sum(m["prepare_ms"] + m["batch1_ms"] for m in per_model.values())
     batched_ms = shared + sum(m["prepare_ms"] + m["batched_ms"] for m in per_model.values())
+    best_ms = shared + sum(m["prepare_ms"] + m["batched_ms_best"] for m in per_model.values())
     return {
         "per_model": per_model,
         "decode_ms": decode_ms,
         "decodes_per_image": decodes,
         "image_ms_batch1": image_ms,
         "image_ms_batched": batched_ms,
+        "image_ms_batched_best": best_ms,
         "limit_per_s_batch1": settings.cores * 1000.0 / image_ms,
         "limit_per_s_batched": settings.cores * 1000.0 / batched_ms,
     }
@@ -220,7 +266,7 @@ def _saturating_process(
     one_batch()  # warm-up
     ready.wait(timeout=900)
     started, done = time.perf_counter(), 0
-    while time.perf_counter() - started < settings.seconds:
+    while time.perf_counter() - started < STABLE_WINDOWS * settings.seconds:  # as a level
         one_batch()
         done += len(batch)
     results.put((done, time.perf_counter() - started))
@@ -229,7 +275,8 @@ def _saturating_process(
 def _in_process_saturated(settings: ThroughputSettings, images: list[bytes]) -> dict[str, Any]:
     """The in-process limit measured rather than reckoned: one process per core (one on a GPU),
     each decoding, preparing and explaining batches of every model back to back for
-    ``seconds``, all at once; images/s over them all. Where the reckoned limit (cores x one
+    ``STABLE_WINDOWS`` x ``seconds`` (as long as a level's counted windows), all at once;
+    images/s over them all. Where the reckoned limit (cores x one
     process alone) assumes that the cores do not slow each other, this counts what they share
     (caches, memory bandwidth, the host's other tenants)."""
     import multiprocessing
@@ -494,37 +541,89 @@ def _level(
     make_caller: Callable[[], Callable[[bytes], list[dict[str, Any]]]],
     images: list[bytes],
     clients: int,
-    seconds: float,
+    settings: ThroughputSettings,
 ) -> dict[str, Any]:
-    """A closed loop of ``clients`` threads for ``seconds``; each sends every image in turn, each
-    request a new file (:func:`_stamped`)."""
-    tally = _Tally()
+    """A closed loop of ``clients`` threads, each sending every image in turn, each request a new
+    file (:func:`_stamped`), measured in back-to-back windows of ``settings.seconds`` until the
+    last :data:`STABLE_WINDOWS` agree (images/s and mean latency each within
+    ``settings.stability_pct`` per cent, max over min) or ``settings.max_windows`` have run, as
+    Triton's perf_analyzer measures a level. A request counts in the window it finishes in; the
+    level's figures are those of the last windows together, the earlier ones (the stack warming
+    up) are listed but not counted."""
     callers = [make_caller() for _ in range(clients)]
     numbers = itertools.count(time.time_ns() // 1000)  # unique across levels and runs
     callers[0](_stamped(images[0], next(numbers)))  # warm-up (channels, first batch)
-    stop = time.perf_counter() + seconds
+    current, stop = [_Tally()], threading.Event()
 
     def loop(index: int) -> None:
         call, turn = callers[index], index
-        while time.perf_counter() < stop:
+        while not stop.is_set():
             image = _stamped(images[turn % len(images)], next(numbers))
             started = time.perf_counter()
             try:
                 results = call(image)
             except Exception as exc:  # a failed call is counted, never fatal to the bench
+                tally = current[0]
                 with tally.lock:
                     tally.failures[type(exc).__name__] += 1
                 continue
-            tally.add(_ms(started), results)
+            current[0].add(_ms(started), results)
             turn += 1
 
-    started = time.perf_counter()
-    workers = [threading.Thread(target=loop, args=(i,)) for i in range(clients)]
+    workers = [threading.Thread(target=loop, args=(i,), daemon=True) for i in range(clients)]
     for worker in workers:
         worker.start()
+    windows: list[tuple[_Tally, float]] = []
+    opened = time.perf_counter()
+    while True:
+        time.sleep(max(settings.seconds - (time.perf_counter() - opened), 0.0))
+        closed, current[0] = current[0], _Tally()
+        now = time.perf_counter()
+        windows.append((closed, now - opened))
+        opened = now
+        spread = _spread(windows[-STABLE_WINDOWS:])
+        if spread is not None and spread <= settings.stability_pct:
+            break
+        if len(windows) >= max(settings.max_windows, STABLE_WINDOWS):
+            break
+    stop.set()
     for worker in workers:
         worker.join()
-    return _summary(tally, time.perf_counter() - started)
+    counted = windows[-STABLE_WINDOWS:]
+    summary = _summary(_merged([t for t, _ in counted]), sum(wall for _, wall in counted))
+    summary["windows_per_s"] = [len(t.latencies_ms) / wall for t, wall in windows]
+    summary["spread_pct"] = _spread(counted)
+    summary["stable"] = summary["spread_pct"] is not None and (
+        summary["spread_pct"] <= settings.stability_pct
+    )
+    return summary
+
+
+def _spread(windows: Sequence[tuple[_Tally, float]]) -> float | None:
+    """Per cent by which the largest of the windows' images/s and mean latencies exceeds the
+    smallest (the worse of the two); None with fewer than :data:`STABLE_WINDOWS` windows or a
+    window without an answered request."""
+    if len(windows) < STABLE_WINDOWS or any(not t.latencies_ms for t, _ in windows):
+        return None
+    rates = [len(t.latencies_ms) / wall for t, wall in windows]
+    means = [statistics.fmean(t.latencies_ms) for t, _ in windows]
+    return max(100.0 * (max(v) / min(v) - 1.0) for v in (rates, means))
+
+
+def _merged(tallies: Sequence[_Tally]) -> _Tally:
+    """One tally holding everything the given ones saw."""
+    merged = _Tally()
+    for tally in tallies:
+        merged.latencies_ms += tally.latencies_ms
+        merged.failures.update(tally.failures)
+        merged.batch_sizes.update(tally.batch_sizes)
+        for key, values in tally.stages.items():
+            merged.stages[key] += values
+        for key, values in tally.engine_cpu.items():
+            merged.engine_cpu[key] += values
+        merged.requests += tally.requests
+        merged.decodes += tally.decodes
+    return merged
 
 
 def _quantile(values: list[float], q: float) -> float:
@@ -587,11 +686,12 @@ def run_throughput_bench(settings: ThroughputSettings, say: Say = print) -> dict
             for index, transport in enumerate(settings.transports):
                 levels[transport] = {}
                 for clients in settings.concurrency:
-                    level = _level(makers[transport], images, clients, settings.seconds)
+                    level = _level(makers[transport], images, clients, settings)
                     levels[transport][clients] = level
                     say(
                         f"{transport} x{clients}: {level['per_s']:.2f}/s, "
-                        f"p50 {level['p50_ms']:.0f} ms, batches {level['batch_sizes']}"
+                        f"p50 {level['p50_ms']:.0f} ms, batches {level['batch_sizes']}, "
+                        f"{_windows_text(level, settings.stability_pct)}"
                     )
                 if index < len(settings.transports) - 1:
                     between = _reference(settings, images)
@@ -618,6 +718,19 @@ def run_throughput_bench(settings: ThroughputSettings, say: Say = print) -> dict
         "plan": plan,
         "stack": levels,
     }
+
+
+def _windows_text(level: dict[str, Any], stability_pct: float) -> str:
+    """How many windows a level ran and whether its counted ones agreed."""
+    spread = level.get("spread_pct")
+    agreed = (
+        f"last {STABLE_WINDOWS} within {spread:.0f}%"
+        if spread is not None and level.get("stable")
+        else f"UNSTABLE: last {STABLE_WINDOWS} "
+        + (f"{spread:.0f}% apart" if spread is not None else "not all answered")
+        + f" (> {stability_pct:g}%)"
+    )
+    return f"{len(level['windows_per_s'])} windows, {agreed}"
 
 
 def _saturated_lines(measured: dict[str, Any] | None, ref: dict[str, Any]) -> list[str]:
@@ -685,7 +798,13 @@ def report_lines(figures: dict[str, Any]) -> list[str]:
         )
         + f": {ref['image_ms_batch1']:.0f} ms/image at batch 1 "
         f"(limit {ref['limit_per_s_batch1']:.2f}/s), {ref['image_ms_batched']:.0f} ms/image "
-        f"batched (limit {ref['limit_per_s_batched']:.2f}/s)",
+        f"batched (limit {ref['limit_per_s_batched']:.2f}/s)"
+        + (
+            f"; medians of {s['repeats']} timed batches per model "
+            f"(the best of them: {ref['image_ms_batched_best']:.0f} ms/image batched)"
+            if "image_ms_batched_best" in ref
+            else ""
+        ),
         *_saturated_lines(figures.get("in_process_saturated"), ref),
         *figures.get("plan", {}).get("lines", []),
     ]
@@ -710,6 +829,11 @@ def report_lines(figures: dict[str, Any]) -> list[str]:
                 f"{level['per_s'] / ref['limit_per_s_batched']:8.2f} {level['p50_ms']:7.0f} "
                 f"{level['p95_ms']:7.0f} {level['p99_ms']:7.0f}  {level['batch_sizes']}"
                 + (f"  failures {level['failures']}" if level["failures"] else "")
+                + (
+                    f"  {_windows_text(level, s['stability_pct'])}"
+                    if "windows_per_s" in level
+                    else ""
+                )
             )
         best = max(levels.values(), key=lambda level: level["per_s"])
         one = levels.get(1) or levels.get("1")

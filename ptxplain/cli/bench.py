@@ -47,7 +47,26 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="closed-loop clients per level, comma-separated (default: 1,4,8,16,32)",
     )
     live.add_argument(
-        "--seconds", type=float, default=10.0, help="per level and transport (default: 10)"
+        "--seconds",
+        type=float,
+        default=5.0,
+        help="one measurement window, s: each level and transport runs windows until the last "
+        "3 agree within --stability, and reports those 3 together (default: %(default)s)",
+    )
+    live.add_argument(
+        "--stability",
+        type=float,
+        default=10.0,
+        help="per cent by which the last 3 windows' images/s and mean latency may differ, max "
+        "over min, for a level to count as stable, as perf_analyzer's --stability-percentage "
+        "(default: %(default)s)",
+    )
+    live.add_argument(
+        "--max-windows",
+        type=int,
+        default=10,
+        help="windows a level runs at most; one still unstable then is reported as UNSTABLE "
+        "(default: %(default)s)",
     )
     live.add_argument(
         "--transports", default="grpc,http", help="grpc and/or http (default: grpc,http)"
@@ -199,6 +218,9 @@ def _throughput(args: argparse.Namespace) -> int:
         batch_size=args.batch_size,
         concurrency=tuple(int(c) for c in args.concurrency.split(",") if c.strip()),
         seconds=args.seconds,
+        stability_pct=args.stability,
+        max_windows=args.max_windows,
+        repeats=args.repeats,
         transports=tuple(t.strip() for t in args.transports.split(",") if t.strip()),
         cores=args.cores,
         workers=args.workers,

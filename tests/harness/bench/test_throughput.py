@@ -8,6 +8,7 @@ import http.client
 import http.server
 import json
 import threading
+import time
 import urllib.parse
 from typing import ClassVar
 
@@ -15,9 +16,11 @@ import numpy as np
 import pytest
 
 from harness.bench.throughput import (
+    _STAMP,
     ThroughputSettings,
     _cpu_lines,
     _http_caller,
+    _level,
     _mean_reference,
     _phantom_images,
     _plan,
@@ -25,7 +28,8 @@ from harness.bench.throughput import (
     report_lines,
     run_throughput_bench,
 )
-from ptxplain.errors import InternalError
+from ptxplain.cli import main
+from ptxplain.errors import InternalError, InvalidOptionError
 from ptxplain.imaging.decode import decode_image
 from ptxplain.imaging.types import DecodeLimits
 
@@ -116,7 +120,8 @@ def test_throughput_bench_measures_the_stack_beside_the_reference() -> None:
         size=32,
         batch_size=2,
         concurrency=(1, 2),
-        seconds=1.5,
+        seconds=0.5,
+        max_windows=4,
         images=2,
         image_size=64,
     )
@@ -128,6 +133,7 @@ def test_throughput_bench_measures_the_stack_beside_the_reference() -> None:
         assert set(levels) == {1, 2}
         for level in levels.values():
             assert level["requests"] > 0 and not level["failures"], level
+            assert 3 <= len(level["windows_per_s"]) <= 4 and min(level["windows_per_s"]) > 0
             assert set(level["batch_sizes"]) <= {1, 2}
             # Each request a new file, decoded by one of the two workers and read by the other.
             assert level["decodes_per_request"] == 1.0, level
@@ -135,7 +141,8 @@ def test_throughput_bench_measures_the_stack_beside_the_reference() -> None:
                 level["stages_ms"]
             )
     measured = figures["in_process_saturated"]
-    assert measured["processes"] == settings.cores and measured["seconds"] >= settings.seconds
+    # As long as a level's three counted windows.
+    assert measured["processes"] == settings.cores and measured["seconds"] >= 3 * settings.seconds
     # Measured on every core at once, it is of the order of what cores x one process alone
     # reckons: a rate per second for the whole machine, not per process or per millisecond.
     # (Loose bounds: both are timed on a shared machine, and this is not a timed test.)
@@ -145,6 +152,8 @@ def test_throughput_bench_measures_the_stack_beside_the_reference() -> None:
         assert "core_wait" in level["stages_ms"]
     text = "\n".join(report_lines(figures))
     assert "saturated / batched limit" in text and "concurrency-1 p50" in text
+    assert f"medians of {settings.repeats} timed batches per model" in text
+    assert text.count(" windows, ") == 4  # one per level and transport
     assert "saturated / in-process on every core at once" in text
     assert "workers planned for" in text and "resnet18" in figures["plan"]["workers"]
     # Each transport against the reference measured just before and after its own levels.
@@ -287,3 +296,108 @@ def test_each_transport_is_read_against_the_reference_around_its_own_levels() ->
     figures["stack"] = {"grpc": {1: level(150.0)}}
     figures["reference_by_transport"] = {"grpc": _mean_reference(before, after)}
     assert "around its own levels" not in "\n".join(report_lines(figures))
+
+
+def _answer(model: str = "resnet18") -> dict:
+    """One model's OK result, as the bench's callers read it."""
+    stages = dict.fromkeys(("decode", "preprocess", "core_wait", "forward_cam", "encode"), 1.0)
+    return {
+        "model": model,
+        "ok": True,
+        "decode_shared": False,
+        "gateway_ms": 0.5,
+        "backend_ms": 6.0,
+        "batch_size": 1,
+        "forward_cam_cpu": 1.0,
+        **stages,
+    }
+
+
+def _caller(latency_s):
+    """A bench caller whose answer takes ``latency_s(seconds since it was made)``."""
+
+    def make():
+        made = time.perf_counter()
+
+        def call(image: bytes) -> list[dict]:
+            time.sleep(latency_s(time.perf_counter() - made))
+            return [_answer()]
+
+        return call
+
+    return make
+
+
+_IMAGES = [b"a file " + _STAMP]  # _level stamps each request's copy
+_WINDOWS = ThroughputSettings(models=("resnet18",), seconds=0.3, stability_pct=30.0)
+
+
+def test_a_steady_level_is_measured_over_three_windows_that_agree() -> None:
+    level = _level(_caller(lambda _: 0.01), _IMAGES, 2, _WINDOWS)
+    assert len(level["windows_per_s"]) == 3 and level["stable"], level["windows_per_s"]
+    assert 0 <= level["spread_pct"] <= 30.0
+    # Two clients at ~10 ms an answer: of the order of 200 answers a second, counted per second.
+    assert 40 < level["per_s"] < 250 and not level["failures"]
+    assert "3 windows, last 3 within" in "\n".join(report_lines(_one_level_figures(level)))
+
+
+def test_windows_before_the_stack_settles_are_listed_and_not_counted() -> None:
+    # 100 ms an answer for the first 0.9 s (three windows), 10 ms after: a stack warming up.
+    level = _level(_caller(lambda t: 0.1 if t < 0.9 else 0.01), _IMAGES, 2, _WINDOWS)
+    first, *_ = level["windows_per_s"]
+    assert len(level["windows_per_s"]) > 3 and level["stable"], level["windows_per_s"]
+    assert level["per_s"] > 4 * first and level["p50_ms"] < 50.0, level
+
+
+def test_a_level_that_never_settles_stops_at_max_windows_and_says_so() -> None:
+    settings = dataclasses.replace(_WINDOWS, max_windows=4)
+    level = _level(_caller(lambda t: 0.005 * 2 ** (t / 0.3)), _IMAGES, 1, settings)
+    assert len(level["windows_per_s"]) == 4 and not level["stable"], level
+    assert level["spread_pct"] > 30.0
+    text = "\n".join(report_lines(_one_level_figures(level)))
+    assert "4 windows, UNSTABLE: last 3 " in text and "% apart (> 30%)" in text
+
+
+def test_a_level_whose_calls_all_fail_counts_them_and_is_not_stable() -> None:
+    def make():
+        calls = iter(range(10**9))
+
+        def call(image: bytes) -> list[dict]:
+            if next(calls) == 0:  # the warm-up call answers, then the backend is gone
+                return [_answer()]
+            time.sleep(0.01)
+            raise ConnectionError("refused")
+
+        return call
+
+    settings = dataclasses.replace(_WINDOWS, max_windows=3)
+    level = _level(make, _IMAGES, 1, settings)
+    assert level["failures"]["ConnectionError"] > 0 and level["requests"] == 0
+    assert not level["stable"] and level["spread_pct"] is None
+    assert "UNSTABLE: last 3 not all answered" in "\n".join(report_lines(_one_level_figures(level)))
+
+
+def _one_level_figures(level: dict) -> dict:
+    return {
+        "settings": dataclasses.asdict(_WINDOWS),
+        "reference": _measured(10.0),
+        "stack": {"grpc": {1: level}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("flags", "named"),
+    [
+        (["--seconds", "0"], "--seconds must be above 0, not 0"),
+        (["--stability", "-5"], "--stability must be 0 or more"),
+        (["--max-windows", "2"], "--max-windows must be 3 or more, not 2"),
+        (["--repeats", "0"], "--repeats must be 1 or more"),
+        (["--concurrency", "4,0"], "--concurrency must be counts of 1 or more"),
+        (["--transports", "grpc,tcp"], "--transports must be grpc and/or http, not grpc,tcp"),
+    ],
+)
+def test_bad_throughput_options_are_refused_by_name(flags, named, capsys) -> None:
+    assert main(["bench", "throughput", "--archs", "resnet18", *flags]) == 2
+    assert named in capsys.readouterr().err
+    with pytest.raises(InvalidOptionError, match="--seconds"):
+        ThroughputSettings(models=("resnet18",), seconds=-1.0)
