@@ -57,9 +57,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--stability",
         type=float,
         default=10.0,
-        help="per cent by which the last 3 windows' images/s and mean latency may differ, max "
-        "over min, for a level to count as stable, as perf_analyzer's --stability-percentage "
-        "(default: %(default)s)",
+        help="per cent by which the last 3 windows' mean latencies may differ, max over min, "
+        "for a level to count as stable, as perf_analyzer's --stability-percentage (in a closed "
+        "loop images/s is clients / mean latency) (default: %(default)s)",
     )
     live.add_argument(
         "--max-windows",

@@ -341,6 +341,19 @@ def test_a_steady_level_is_measured_over_three_windows_that_agree() -> None:
     assert "3 windows, last 3 within" in "\n".join(report_lines(_one_level_figures(level)))
 
 
+def test_a_steady_level_whose_answers_come_in_batches_is_stable() -> None:
+    # Every answer lands on the next 0.2 s tick, as a batch does: 0.3 s windows hold two ticks
+    # and one in turn (8 answers, then 4), while each answer takes one tick.
+    def on_the_next_tick(_: float) -> float:
+        return 0.2 - time.perf_counter() % 0.2
+
+    level = _level(_caller(on_the_next_tick), _IMAGES, 4, _WINDOWS)
+    assert level["stable"] and len(level["windows_per_s"]) <= 4, level["windows_per_s"]
+    assert max(level["windows_per_s"]) > 1.5 * min(level["windows_per_s"])  # lumpy counts
+    # 4 clients / 0.2 s = 20 answers a second.
+    assert 14 < level["per_s"] < 24 and 150 < level["p50_ms"] < 210, level
+
+
 def test_windows_before_the_stack_settles_are_listed_and_not_counted() -> None:
     # 100 ms an answer for the first 0.9 s (three windows), 10 ms after: a stack warming up.
     level = _level(_caller(lambda t: 0.1 if t < 0.9 else 0.01), _IMAGES, 2, _WINDOWS)
