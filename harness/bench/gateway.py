@@ -129,7 +129,12 @@ def start_gateway_process(
     log = (root / "gateway.log").open("wb")
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log)
     assert process.stdout is not None
-    ports = json.loads(process.stdout.readline())["serving"]
+    try:
+        ports = json.loads(process.stdout.readline())["serving"]
+    except BaseException:  # it died before saying its ports, or we were stopped meanwhile
+        process.kill()
+        process.wait(30)
+        raise
     base = f"http://127.0.0.1:{ports['http']}" if http else None
     return process, f"127.0.0.1:{ports['grpc']}", base
 

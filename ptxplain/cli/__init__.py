@@ -11,8 +11,11 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 from ptxplain.errors import PtxplainError
 
@@ -111,10 +114,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         # pylibjpeg-openjpeg logs one INFO line per encoded image (phantom, `make models`)
         logging.getLogger("openjpeg").setLevel(logging.WARNING)
     try:
-        return int(args._run(args))
+        with _sigterm_as_exit():
+            return int(args._run(args))
     except PtxplainError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+@contextmanager
+def _sigterm_as_exit() -> Iterator[None]:
+    """SIGTERM ends a command as Ctrl-C does, through its ``finally`` blocks, so that what it
+    started (``bench throughput``'s TorchServe and gateway, a replay's stack) is stopped, not left
+    running; the exit status is 143 (128 + SIGTERM). Commands with their own handler (the
+    gateway's graceful stop) replace this one while they run."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def leave(signum: int, frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    before = signal.signal(signal.SIGTERM, leave)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
 
 
 if __name__ == "__main__":

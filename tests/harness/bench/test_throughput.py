@@ -3,16 +3,22 @@ transports, two concurrency levels; the table carries both ratios."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import http.client
 import http.server
 import json
+import os
+import signal
+import subprocess
+import sys
 import threading
 import time
 import urllib.parse
 from typing import ClassVar
 
 import numpy as np
+import psutil
 import pytest
 
 from harness.bench.throughput import (
@@ -390,6 +396,18 @@ def test_a_level_whose_calls_all_fail_counts_them_and_is_not_stable() -> None:
     assert "UNSTABLE: last 3 not all answered" in "\n".join(report_lines(_one_level_figures(level)))
 
 
+def test_the_report_reads_saturation_against_the_median_and_the_best_batches() -> None:
+    level = _level(_caller(lambda _: 0.01), _IMAGES, 1, _WINDOWS)
+    figures = _one_level_figures(level)
+    reference = figures["reference"]  # 2 cores, 13 ms an image: limit 153.8 /s
+    reference["image_ms_batched_best"] = 11.0  # the best batches: limit 181.8 /s
+    level["per_s"] = 100.0
+    text = "\n".join(report_lines(figures))
+    assert "saturated / batched limit: 0.65 (target >= 0.85)" in text
+    assert "(against the best timed batches: 0.55)" in text
+    assert "medians of 5 timed batches per model (the best of them: 11 ms/image" in text
+
+
 def _one_level_figures(level: dict) -> dict:
     return {
         "settings": dataclasses.asdict(_WINDOWS),
@@ -414,3 +432,48 @@ def test_bad_throughput_options_are_refused_by_name(flags, named, capsys) -> Non
     assert named in capsys.readouterr().err
     with pytest.raises(InvalidOptionError, match="--seconds"):
         ThroughputSettings(models=("resnet18",), seconds=-1.0)
+
+
+@pytest.mark.live
+@pytest.mark.parametrize("after_ready_s", [0.0, 4.0], ids=["gateway-starting", "level-running"])
+def test_a_bench_stopped_with_sigterm_stops_the_stack_it_started(tmp_path, after_ready_s) -> None:
+    """`timeout`, CI and `kill` send SIGTERM: the bench's TorchServe and gateway must not outlive
+    it (they would hold the cores every later measurement is read against), whether it comes
+    while the gateway is still starting or while a level runs."""
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from ptxplain.cli import main; sys.exit(main())",
+        *("bench", "throughput", "--archs", "resnet18", "--size", "32", "--batch-size", "2"),
+        *("--concurrency", "1", "--seconds", "1", "--max-windows", "100", "--repeats", "1"),
+        *("--transports", "grpc", "--image-size", "64", "--threads", "1"),
+    ]
+    log = tmp_path / "bench.log"
+    with log.open("w") as out:  # a file, not a pipe: nothing may die of a closed pipe instead
+        bench = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    children: list[psutil.Process] = []
+    try:
+        deadline = time.monotonic() + 240
+        while "TorchServe ready" not in log.read_text() and bench.poll() is None:
+            assert time.monotonic() < deadline, log.read_text()[-3000:]
+            time.sleep(0.5)
+        time.sleep(after_ready_s)  # 4 s: the level is running (up to 100 windows of 1 s)
+        assert bench.poll() is None, log.read_text()[-3000:]
+        children = psutil.Process(bench.pid).children(recursive=True)
+        commands = [" ".join(c.cmdline()) for c in children]
+        assert any("java" in c for c in commands), commands
+        if after_ready_s:
+            assert any("gateway" in c for c in commands), commands
+        bench.send_signal(signal.SIGTERM)
+        assert bench.wait(timeout=90) == 128 + signal.SIGTERM, log.read_text()[-3000:]
+        _, alive = psutil.wait_procs(children, timeout=60)
+        assert not alive, [" ".join(p.cmdline())[:120] for p in alive]
+    finally:
+        for process in [bench, *children]:  # a failing run leaves nothing behind either
+            with contextlib.suppress(ProcessLookupError, psutil.NoSuchProcess):
+                process.kill()
