@@ -124,8 +124,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 @contextmanager
 def _sigterm_as_exit() -> Iterator[None]:
     """SIGTERM ends a command as Ctrl-C does, through its ``finally`` blocks, so that what it
-    started (``bench throughput``'s TorchServe and gateway, a replay's stack) is stopped, not left
-    running; the exit status is 143 (128 + SIGTERM). Commands with their own handler (the
+    started for itself (``bench throughput``'s TorchServe and gateway, for one) is stopped, not
+    left running; the exit status is 143 (128 + SIGTERM). Commands with their own handler (the
     gateway's graceful stop) replace this one while they run."""
     if threading.current_thread() is not threading.main_thread():
         yield
