@@ -139,6 +139,17 @@ def start_gateway_process(
     return process, f"127.0.0.1:{ports['grpc']}", base
 
 
+def stop_gateway_process(process: subprocess.Popen[bytes]) -> None:
+    """Stop what :func:`start_gateway_process` started: SIGTERM (its graceful stop), then
+    SIGKILL if it has not gone in 30 s."""
+    process.terminate()
+    try:
+        process.wait(30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(30)
+
+
 def _pass_through_gain(raws: list[bytes]) -> dict[str, float]:
     """µs to assemble a response from result bytes: parse + re-serialize vs pass-through."""
     from ptxplain.v1 import explainer_pb2 as epb
@@ -244,8 +255,7 @@ def run_gateway_bench(
                 figures = _measure(settings, ts, gateway, engines, image)
         finally:
             if gateway_process is not None:
-                gateway_process.terminate()
-                gateway_process.wait(30)
+                stop_gateway_process(gateway_process)
             torchserve.stop()
     return {"settings": dataclasses.asdict(settings), **figures}
 

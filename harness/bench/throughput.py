@@ -40,7 +40,6 @@ import json
 import os
 import queue
 import statistics
-import subprocess
 import tempfile
 import threading
 import time
@@ -229,9 +228,11 @@ def _reference(settings: ThroughputSettings, images: list[bytes]) -> dict[str, A
             "batched_ms_best": min(manys),
         }
     shared = decode_ms if settings.decode_cache_mb else 0.0
-    image_ms = shared + sum(m["prepare_ms"] + m["batch1_ms"] for m in per_model.values())
-    batched_ms = shared + sum(m["prepare_ms"] + m["batched_ms"] for m in per_model.values())
-    best_ms = shared + sum(m["prepare_ms"] + m["batched_ms_best"] for m in per_model.values())
+
+    def per_image(engine: str) -> float:
+        return shared + sum(m["prepare_ms"] + m[engine] for m in per_model.values())
+
+    image_ms, batched_ms, best_ms = map(per_image, ("batch1_ms", "batched_ms", "batched_ms_best"))
     return {
         "per_model": per_model,
         "decode_ms": decode_ms,
@@ -360,7 +361,7 @@ def _start_stack(
     """TorchServe and the gateway, each stopped by ``running`` from the moment it is up (so a
     failure or a SIGTERM while the next one starts leaves nothing behind)."""
     from handlers.archive import ServingOptions, WeightsSource, build_archive
-    from harness.bench.gateway import start_gateway_process
+    from harness.bench.gateway import start_gateway_process, stop_gateway_process
     from services.torchserve import Ports, TorchServeConfig, TorchServeProcess
 
     serving = ServingOptions(
@@ -389,19 +390,9 @@ def _start_stack(
     # Room for every client's fan-out: shedding would measure the bound, not the stack.
     room = max(settings.concurrency) * len(settings.models) + len(settings.models)
     gateway = start_gateway_process(torchserve.config, root, http=True, max_in_flight=room)
-    running.callback(_stop_gateway, gateway[0])
+    running.callback(stop_gateway_process, gateway[0])
     _wait_answering(gateway[1], settings.models)
     return torchserve, gateway
-
-
-def _stop_gateway(process: Any) -> None:
-    """SIGTERM (its graceful stop), then SIGKILL if it has not gone in 30 s."""
-    process.terminate()
-    try:
-        process.wait(30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait(30)
 
 
 def _wait_answering(target: str, models: Sequence[str], timeout_s: float = 300.0) -> None:

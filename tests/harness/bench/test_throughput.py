@@ -22,6 +22,7 @@ import psutil
 import pytest
 
 from harness.bench.throughput import (
+    _HANDLER_STAGES,
     _STAMP,
     ThroughputSettings,
     _cpu_lines,
@@ -306,7 +307,7 @@ def test_each_transport_is_read_against_the_reference_around_its_own_levels() ->
 
 def _answer(model: str = "resnet18") -> dict:
     """One model's OK result, as the bench's callers read it."""
-    stages = dict.fromkeys(("decode", "preprocess", "core_wait", "forward_cam", "encode"), 1.0)
+    stages = dict.fromkeys(_HANDLER_STAGES, 1.0)
     return {
         "model": model,
         "ok": True,
