@@ -178,8 +178,11 @@ class Backend:
         return [
             ("grpc.max_send_message_length", self.config.max_request_bytes),
             ("grpc.max_receive_message_length", self.config.max_response_bytes + ENVELOPE_BYTES),
+            # Reconnect soon after TorchServe comes back. grpc core reads
+            # grpc.min_reconnect_backoff_ms as the minimum *connect timeout*, so it stays at
+            # its default (20 s): a small value there failed every connection to a busy
+            # TorchServe that took longer than that to send its SETTINGS frame.
             ("grpc.initial_reconnect_backoff_ms", 100),
-            ("grpc.min_reconnect_backoff_ms", 100),
             ("grpc.max_reconnect_backoff_ms", 1000),
         ]
 

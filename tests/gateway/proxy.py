@@ -10,10 +10,13 @@ __all__ = ["TcpProxy"]
 
 
 class TcpProxy:
-    """Forwards 127.0.0.1:<port> to ``target``; ``stop()`` refuses and drops every connection."""
+    """Forwards 127.0.0.1:<port> to ``target``; ``stop()`` refuses and drops every connection.
+    ``greet_delay_s`` holds back the server's first bytes on each connection (its HTTP/2
+    SETTINGS frame): a server slow to answer a new connection, as a busy TorchServe is."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, greet_delay_s: float = 0.0) -> None:
         self.target = (target_host, target_port)
+        self.greet_delay_s = greet_delay_s
         self.port = 0
         self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
@@ -30,13 +33,20 @@ class TcpProxy:
             writer.close()
             return
         self._writers |= {writer, up_writer}
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
+        await asyncio.gather(
+            self._pipe(reader, up_writer), self._pipe(up_reader, writer, self.greet_delay_s)
+        )
 
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    async def _pipe(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay_s: float = 0.0
+    ) -> None:
         try:
-            while data := await reader.read(65536):
+            data = await reader.read(65536)
+            await asyncio.sleep(delay_s)  # before the first bytes only
+            while data:
                 writer.write(data)
                 await writer.drain()
+                data = await reader.read(65536)
         except (ConnectionError, OSError):
             pass
         finally:

@@ -16,6 +16,7 @@ from services.gateway.backend import Backend, encode_predictions_request
 from services.gateway.config import BackendConfig
 from tests.gateway.conftest import LoopThread
 from tests.gateway.fakes import FakeModel, FakeTorchServe, png_bytes
+from tests.gateway.proxy import TcpProxy
 
 SHARED = encode_predictions_request({"data": png_bytes()})
 
@@ -50,6 +51,33 @@ def test_connection_failure_is_retried_until_the_backend_is_up(loop_thread: Loop
 
     attempts, raw = loop_thread.run(scenario())
     assert attempts > 1 and raw
+
+
+def test_a_torchserve_slow_to_greet_a_new_connection_still_gets_the_call(
+    loop_thread: LoopThread,
+) -> None:
+    """A busy TorchServe (2 cores loading models or running a batch) can take a while to send
+    the HTTP/2 SETTINGS frame of a new connection. gRPC core uses
+    ``grpc.min_reconnect_backoff_ms`` as the minimum connect timeout, so a small value there
+    failed every connection attempt ("timed out before receiving SETTINGS frame")."""
+    fake = FakeTorchServe({"m": FakeModel()})
+
+    async def scenario() -> tuple[int, bytes | None]:
+        upstream = await fake.start(0)
+        proxy = TcpProxy("127.0.0.1", upstream, greet_delay_s=0.6)
+        port = await proxy.start()
+        backend = backend_for(f"127.0.0.1:{port}", connect_retries=2)
+        try:
+            reply = await backend.predict("m", SHARED, timeout_s=10)
+        finally:
+            await backend.close()
+            await proxy.stop()
+            await fake.stop()
+        assert reply.error is None, reply.error
+        return reply.attempts, reply.raw
+
+    attempts, raw = loop_thread.run(scenario())
+    assert attempts == 1 and raw
 
 
 def test_down_backend_fails_after_bounded_retries(loop_thread: LoopThread) -> None:
