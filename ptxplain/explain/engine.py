@@ -140,7 +140,7 @@ class ExplanationEngine:
         with torch.no_grad():
             # Every method's map on the model's device; one copy of them all to the host.
             stacked = torch.stack([m.cam_torch(activations, grid_grads) for m in cam_methods])
-            maps = stacked.clamp(min=0).cpu().numpy()
+            maps = stacked.clamp(min=0).float().cpu().numpy()
         logits = raw_logits.detach().float().cpu()
         cams = {m.name: maps[i] for i, m in enumerate(cam_methods)}
         return Explanation(logits, logits.softmax(dim=1), classes, cams)

@@ -96,9 +96,11 @@ class CamMethod:
     uses_gradients: bool = True
 
     def cam_torch(self, activations: torch.Tensor, grads: torch.Tensor | None) -> torch.Tensor:
-        """The raw CAM (B, h, w) before ReLU, in float32 on the tensors' device."""
-        acts = activations.float()
-        return _TORCH_MATHS[self.name](acts, acts if grads is None else grads.float())
+        """The raw CAM (B, h, w) before ReLU on the tensors' device: in float32, or in float64
+        for float64 tensors (the tests' exact-maths parity); half precision is widened first."""
+        dtype = torch.promote_types(activations.dtype, torch.float32)
+        acts = activations.to(dtype)
+        return _TORCH_MATHS[self.name](acts, acts if grads is None else grads.to(dtype))
 
     def cam(self, activations: np.ndarray, grads: np.ndarray | None) -> np.ndarray:
         """The reference: grad-cam's own numpy maths, (B, C, h, w) in, raw (B, h, w) out."""

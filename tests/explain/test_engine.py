@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+import functools
 import gc
 
 import numpy as np
@@ -59,25 +61,59 @@ def test_gradcam_matches_stock_for_every_architecture(engine: ExplanationEngine)
     np.testing.assert_allclose(ours, stock, atol=1e-4)
 
 
+@functools.cache
+def engine_in_float64(name: str) -> ExplanationEngine:
+    """The same weights as :func:`cached_engine`'s, in float64."""
+    engine = cached_engine(name)
+    return ExplanationEngine(copy.deepcopy(engine.model).double(), engine.spec)
+
+
+def _stock_for(engine: ExplanationEngine, images: torch.Tensor, method: str) -> np.ndarray:
+    predicted = engine.logits(images).argmax(dim=1).tolist()
+    return np.asarray(stock_maps(engine, images, method, [predicted[0], 1]))
+
+
+def _assert_same_map(
+    engine: ExplanationEngine,
+    images: torch.Tensor,
+    method: str,
+    ours: np.ndarray,
+    stock: np.ndarray,
+    atol: np.ndarray,
+) -> None:
+    """Each image's map equals stock's within its ``atol``; for the eigen methods, stock's map
+    or stock's map of the opposite sign (grad-cam's projection sign is its LAPACK's; ours is
+    fixed, see ptxplain.explain.methods)."""
+    worst = np.abs(ours - stock).max(axis=(1, 2))
+    if method.startswith("eigen") and (worst > atol).any():
+        predicted = engine.logits(images).argmax(dim=1).tolist()
+        classes = [predicted[0], 1]
+        flipped = _with_flipped_projection(lambda: stock_maps(engine, images, method, classes))
+        worst = np.minimum(worst, np.abs(ours - flipped).max(axis=(1, 2)))
+    for i in range(len(ours)):
+        assert worst[i] <= atol[i], f"image {i}: {worst[i]:.3g} from stock (bound {atol[i]:.3g})"
+
+
 @pytest.mark.parametrize("name", ["resnet18", "vit_s16", "densenet121"])
 @pytest.mark.parametrize("method", sorted(METHODS))
 def test_every_method_matches_stock(name: str, method: str) -> None:
-    engine = cached_engine(name)
+    """Two checks. In float64 the maths is compared, with float32's rounding out of the way:
+    equal within 1e-5. In float32, what the engine serves: equal within 1e-4 plus twice how
+    far stock's own float32 map is from its float64 one (a map whose maths amplifies rounding,
+    such as XGradCAM's division by a dead channel's near-zero sum, is only that exact in
+    float32; 1.04e-4 apart on a densenet121 here, where stock's float32 map is 1.35e-3 from
+    its float64 one)."""
+    engine, exact = cached_engine(name), engine_in_float64(name)
     images = images_for(engine, seed=3)
+    ours64 = ours_at_input_size(exact, images.double(), method, ["predicted", "positive"])
+    stock64 = _stock_for(exact, images.double(), method)
+    _assert_same_map(exact, images.double(), method, ours64, stock64, np.full(len(images), 1e-5))
+
     ours = ours_at_input_size(engine, images, method, ["predicted", "positive"])
-    predicted = engine.logits(images).argmax(dim=1).tolist()
-    stock = stock_maps(engine, images, method, [predicted[0], 1])
+    stock = _stock_for(engine, images, method)
     assert_informative(ours)
-    if method.startswith("eigen"):
-        # grad-cam's projection sign is its LAPACK's; ours is fixed (ptxplain.explain.methods):
-        # each image matches stock's map or stock's map of the opposite sign.
-        classes = [predicted[0], 1]
-        flipped = _with_flipped_projection(lambda: stock_maps(engine, images, method, classes))
-        for i in range(len(ours)):
-            same = np.allclose(ours[i], stock[i], atol=1e-4)
-            assert same or np.allclose(ours[i], flipped[i], atol=1e-4), f"image {i}"
-        return
-    np.testing.assert_allclose(ours, stock, atol=1e-4)
+    rounding = np.abs(stock - stock64).max(axis=(1, 2))
+    _assert_same_map(engine, images, method, ours, stock, 1e-4 + 2 * rounding)
 
 
 def _with_flipped_projection(run):
